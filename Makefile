@@ -1,0 +1,62 @@
+# rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
+#   make train export     train the default LSTM and GRU stream models, then bundle them
+#   make test             fast tests (make test-all: slow ones too)
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rowgen-installed
+
+CELLS ?= lstm gru
+MODE ?= stream
+DATASET ?= fashion-mnist
+DATA_DIR ?= $(ROWGEN_DATA_DIR)
+EPOCHS ?=
+SEED ?= 0
+NAMES ?=
+HOST ?= 127.0.0.1
+PORT ?= 7860
+DEVICE ?= auto
+PYTEST_ARGS ?=
+
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) \
+	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
+DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+.PHONY: venv train export serve test test-all bench eval load lint format clean
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
+
+train: $(STAMP)
+	$(BIN)/python -m training.train $(TRAIN_FLAGS)
+
+export: $(STAMP)
+	$(BIN)/python -m export $(NAMES)
+
+serve: $(STAMP)
+	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.speed
+
+eval: $(STAMP)
+	$(BIN)/python -m bench.evaluate $(DATA_FLAG)
+
+load: $(STAMP)
+	$(BIN)/python -m bench.load
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Export trained row generators to validated ONNX + TorchScript bundles (`python -m export`)."""

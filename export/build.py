@@ -1,0 +1,99 @@
+"""Build one bundle folder from a trained model: programs, files, parity, manifest.
+
+Everything is written into a temporary sibling folder and renamed into place at the end
+(rowgen.bundle.atomic_folder), so a failed or interrupted export keeps the previous bundle.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from export.programs import Complete, Step
+from export.validate import validate
+from export.writers import write_onnx, write_torchscript
+from rowgen import contract
+from rowgen.bundle import atomic_folder, write_manifest
+from training.model import RowGenerator
+
+
+def _versions() -> dict[str, str]:
+    names = ("torch", "onnx", "onnxruntime-gpu", "onnxscript", "numpy", "safetensors")
+    found = {"python": platform.python_version()}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def write_programs(model: RowGenerator, folder: Path) -> None:
+    """step/complete as ONNX and TorchScript, each ONNX file checked against the contract."""
+    config = model.config
+    step, done = Step(model).eval(), Complete(model).eval()
+    b = 2  # example batch; the batch axis is exported as dynamic and checked to stay so
+    step_example = (torch.rand(b, contract.IMAGE_SIZE), *step.zero_state(torch.zeros(b, 1)))
+    done_example = (torch.rand(b, contract.IMAGE_SIZE, contract.IMAGE_SIZE), torch.tensor([7, 14]))
+    write_onnx(
+        step,
+        step_example,
+        contract.step_inputs(config),
+        contract.step_outputs(config),
+        config,
+        folder / contract.STEP_ONNX,
+    )
+    write_onnx(
+        done,
+        done_example,
+        contract.complete_inputs(),
+        contract.complete_outputs(),
+        config,
+        folder / contract.COMPLETE_ONNX,
+    )
+    write_torchscript(step, step_example, folder / contract.STEP_TS)
+    write_torchscript(done, done_example, folder / contract.COMPLETE_TS)
+
+
+def build_bundle(
+    model: RowGenerator,
+    out: Path,
+    weights: Path,
+    extra_files: list[Path] = (),  # type: ignore[assignment]
+    info: dict | None = None,
+    images: torch.Tensor | None = None,
+) -> dict:
+    """Write the bundle for `model` to `out` (atomically); return its manifest.
+
+    weights: the model's weights.safetensors; extra_files: copied in beside it (training.json,
+    PNGs); info: manifest fields from training (name, dataset, metrics, ...).
+    """
+    info = dict(info or {})
+    start = time.perf_counter()
+    with atomic_folder(out) as tmp:
+        shutil.copy2(weights, tmp / contract.WEIGHTS)
+        for extra in extra_files:
+            shutil.copy2(extra, tmp / extra.name)
+        write_programs(model, tmp)
+        parity = validate(tmp, model, images)
+        manifest = write_manifest(
+            tmp,
+            {
+                "name": out.name,
+                "config": model.config.to_dict(),
+                "dataset": info.pop("dataset", None),
+                "metrics": info.pop("metrics", {}),
+                "contract": contract.as_data(model.config),
+                "parity": parity,
+                "exporter": f"torch.onnx legacy exporter, opset {contract.OPSET}; torch.jit.trace",
+                "versions": _versions(),
+                "training": info,
+                "export_seconds": round(time.perf_counter() - start, 2),
+            },
+        )
+    return manifest

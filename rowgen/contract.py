@@ -1,0 +1,102 @@
+"""The bundle contract (../shared/DESIGN.md) as data: file names, tensor names, shapes, tolerances.
+
+Torch-free. Export writes bundles from it, serving and tests read names and shapes from it, and
+the manifest carries it so an outside runtime needs nothing else. Nobody retypes a tensor name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rowgen.config import ModelConfig
+
+FORMAT = "rowgen-bundle/1"
+
+IMAGE_SIZE = 28  # an image is IMAGE_SIZE rows of IMAGE_SIZE pixels, float32 in [0, 1]
+WINDOW = 14  # rows the window-mode model reads at every step (the course's n_time)
+KNOWN_ROWS_MIN, KNOWN_ROWS_MAX = 1, IMAGE_SIZE - 1
+EVAL_KNOWN_ROWS = (7, 14, 21)  # the metrics every bundle reports: test_mse_k7, _k14, _k21
+
+OPSET = 17
+STEP_TOLERANCE = 1e-5  # max abs difference allowed between runtimes for step outputs
+COMPLETE_TOLERANCE = 1e-4  # ... and for `completed`
+
+# Files of a bundle folder `artifacts/<name>/`.
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+STEP_ONNX = "step.onnx"
+COMPLETE_ONNX = "complete.onnx"
+STEP_TS = "step.ts"
+COMPLETE_TS = "complete.ts"
+BUNDLE_FILES = (WEIGHTS, STEP_ONNX, COMPLETE_ONNX, STEP_TS, COMPLETE_TS)
+
+BATCH = "batch"  # the one dynamic axis, always first
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of an exported program. A `str` dimension is dynamic."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _state_specs(config: ModelConfig, suffix: str) -> list[TensorSpec]:
+    if config.mode == "window":
+        return [TensorSpec("window" + suffix, "float32", (BATCH, WINDOW, IMAGE_SIZE))]
+    shape = (BATCH, config.layers, config.hidden)
+    names = ["h", "c"] if config.has_cell_state else ["h"]
+    return [TensorSpec(n + suffix, "float32", shape) for n in names]
+
+
+def step_inputs(config: ModelConfig) -> list[TensorSpec]:
+    """`row` then the state (`h`[, `c`] or `window`), zeros meaning "top of the image"."""
+    return [TensorSpec("row", "float32", (BATCH, IMAGE_SIZE)), *_state_specs(config, "")]
+
+
+def step_outputs(config: ModelConfig) -> list[TensorSpec]:
+    """`next_row` (clipped to [0, 1]) then the state after the step (`h_out`, ...)."""
+    return [TensorSpec("next_row", "float32", (BATCH, IMAGE_SIZE)), *_state_specs(config, "_out")]
+
+
+def complete_inputs() -> list[TensorSpec]:
+    return [
+        TensorSpec("image", "float32", (BATCH, IMAGE_SIZE, IMAGE_SIZE)),
+        TensorSpec("known_rows", "int64", (BATCH,)),
+    ]
+
+
+def complete_outputs() -> list[TensorSpec]:
+    return [TensorSpec("completed", "float32", (BATCH, IMAGE_SIZE, IMAGE_SIZE))]
+
+
+def metadata_props(config: ModelConfig) -> dict[str, str]:
+    """Key/values stored in every ONNX file so a runtime holding only the file knows the model."""
+    return {
+        "rowgen.cell": config.cell,
+        "rowgen.mode": config.mode,
+        "rowgen.hidden": str(config.hidden),
+        "rowgen.layers": str(config.layers),
+        "rowgen.known_rows_range": f"{KNOWN_ROWS_MIN}..{KNOWN_ROWS_MAX}",
+        "rowgen.format": FORMAT,
+    }
+
+
+def as_data(config: ModelConfig) -> dict[str, object]:
+    """The whole contract for one model, as JSON-ready data for the manifest."""
+
+    def specs(items: list[TensorSpec]) -> list[dict[str, object]]:
+        return [s.to_dict() for s in items]
+
+    return {
+        "image_size": IMAGE_SIZE,
+        "known_rows_range": [KNOWN_ROWS_MIN, KNOWN_ROWS_MAX],
+        "opset": OPSET,
+        STEP_ONNX: {"inputs": specs(step_inputs(config)), "outputs": specs(step_outputs(config))},
+        COMPLETE_ONNX: {"inputs": specs(complete_inputs()), "outputs": specs(complete_outputs())},
+        "tolerance": {"step": STEP_TOLERANCE, "complete": COMPLETE_TOLERANCE},
+    }

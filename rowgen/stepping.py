@@ -1,0 +1,52 @@
+"""Driving a `step` program row by row from numpy: the contract's generation rule in one place.
+
+Torch-free. Export checks `complete.onnx` against it, and the server streams completions with it.
+`step_fn(row, *state) -> (next_row, *state)` is any runtime's step: onnxruntime, TorchScript, ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from rowgen import contract
+from rowgen.config import ModelConfig
+
+StepFn = Callable[..., Sequence[np.ndarray]]
+
+
+def zero_state(config: ModelConfig, batch: int) -> list[np.ndarray]:
+    """All-zero state ("top of the image") shaped as the contract's step inputs after `row`."""
+    specs = contract.step_inputs(config)[1:]
+    return [
+        np.zeros([batch if d == contract.BATCH else d for d in s.shape], np.float32) for s in specs
+    ]
+
+
+def clamp_known_rows(known_rows: np.ndarray) -> np.ndarray:
+    return np.clip(known_rows.astype(np.int64), contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX)
+
+
+def iter_rows(
+    step_fn: StepFn, config: ModelConfig, image: np.ndarray, known_rows: np.ndarray
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (r, row r of the completion) for r = 0..27: known rows copied, the rest generated.
+
+    image (B, 28, 28) float32, known_rows (B,) int; each yielded row is (B, 28).
+    """
+    k = clamp_known_rows(np.asarray(known_rows))[:, None]  # (B, 1)
+    state = zero_state(config, image.shape[0])
+    row = image[:, 0]
+    yield 0, row
+    for t in range(contract.IMAGE_SIZE - 1):  # the call receiving row t predicts row t + 1
+        next_row, *state = step_fn(row, *state)
+        row = np.where(k > t + 1, image[:, t + 1], next_row).astype(np.float32)
+        yield t + 1, row
+
+
+def complete_by_steps(
+    step_fn: StepFn, config: ModelConfig, image: np.ndarray, known_rows: np.ndarray
+) -> np.ndarray:
+    """The whole completion (B, 28, 28) by calling `step_fn` 27 times."""
+    return np.stack([row for _, row in iter_rows(step_fn, config, image, known_rows)], axis=1)

@@ -1,0 +1,1 @@
+"""Training of RNN/LSTM/GRU row generators on Fashion-MNIST or MNIST."""

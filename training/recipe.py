@@ -1,0 +1,42 @@
+"""Training hyperparameters: the one place they are written down.
+
+`STREAM` is rowgen's default recipe (teacher forcing, then free-running fine-tuning, so that what
+is optimised is the completion error itself). `COURSE_WINDOW` is the course's recipe unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train. `free_run_from` is the first epoch (0-based) that feeds predictions back."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    free_run_from: int  # epochs >= this train on free-running completions; = epochs: never
+    cosine: bool  # cosine learning-rate decay to zero over all epochs
+    grad_clip: float  # max gradient norm; 0 disables
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def with_overrides(self, **changes: object) -> Recipe:
+        """A copy with the given fields changed; None values mean "keep"."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Stream models: 8 teacher-forced epochs learn the rows, 8 free-running ones learn to recover
+# from their own mistakes. Fits the 15-minute budget on a 2-core CPU.
+STREAM = Recipe(epochs=16, batch_size=256, lr=2e-3, free_run_from=8, cosine=True, grad_clip=1.0)
+
+# The course: LSTM(28 -> 256) + Linear, windows of 14 rows, MSE, Adam (default lr), 25 epochs.
+COURSE_WINDOW = Recipe(
+    epochs=25, batch_size=128, lr=1e-3, free_run_from=25, cosine=False, grad_clip=0.0
+)
+
+
+def default_recipe(mode: str) -> Recipe:
+    return COURSE_WINDOW if mode == "window" else STREAM

@@ -1,0 +1,240 @@
+"""Train a row generator and write its weights, metrics and pictures to `artifacts/<name>/`.
+
+    python -m training.train --cell lstm                  # rowgen's stream model (default)
+    python -m training.train --cell lstm --mode window    # the course's 14-row window model
+    make train                                            # the default LSTM and GRU models
+
+Checkpoints go to `runs/<name>/checkpoint.pt` after every epoch; `--resume` continues there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from rowgen import contract
+from rowgen.config import CELLS, MODES, ModelConfig
+from training import checkpoint, data, plots
+from training.loop import evaluate, train_epoch
+from training.model import RowGenerator, complete
+from training.recipe import Recipe, default_recipe
+
+TRAINING_JSON = "training.json"
+LOSS_PNG = "loss.png"
+GRID_PNG = "completions.png"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--cell",
+        choices=CELLS,
+        nargs="+",
+        default=["lstm"],
+        help="recurrent cell(s); several train one after another",
+    )
+    p.add_argument("--mode", choices=MODES, default="stream", help="stream (rowgen) or window")
+    p.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
+    p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    p.add_argument("--name", help="bundle name, one cell only (default: cell, or cell-window)")
+    p.add_argument("--dataset", choices=list(data.DATASETS), default="fashion-mnist")
+    p.add_argument("--data-dir", help=f"folder with the 4 IDX .gz files (or ${data.DATA_DIR_ENV})")
+    p.add_argument("--no-verify", action="store_true", help="accept non-official IDX files")
+    p.add_argument("--epochs", type=int, help="override the recipe's epoch count")
+    p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
+    p.add_argument("--lr", type=float, help="override the recipe's learning rate")
+    p.add_argument("--free-run-from", type=int, help="first free-running epoch (stream mode)")
+    p.add_argument("--limit-train", type=int, help="train on the first N images only (smoke runs)")
+    p.add_argument("--limit-test", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and prompts")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint.pt")
+    p.add_argument("--init-from", type=Path, help="course notebook state_dict (rnn.*, fc.*)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="bundles folder")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoints folder")
+    return p.parse_args(argv)
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is visible; use --device cpu or auto")
+    return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.name and len(args.cell) > 1:
+        print("error: --name needs a single --cell", file=sys.stderr)
+        return 2
+    for cell in args.cell:
+        status = train_one(args, cell)
+        if status:
+            return status
+    return 0
+
+
+def train_one(args: argparse.Namespace, cell: str) -> int:
+    """Train one model as the flags say; 0 on success, 2 on a usage or data problem."""
+    config = ModelConfig(cell, args.mode, args.hidden, args.layers)
+    recipe: Recipe = default_recipe(args.mode).with_overrides(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        free_run_from=args.free_run_from,
+    )
+    name = args.name or config.default_name
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    torch.manual_seed(args.seed)
+    try:
+        train = data.load_split(args.dataset, "train", args.data_dir, verify=not args.no_verify)
+        test = data.load_split(args.dataset, "test", args.data_dir, verify=not args.no_verify)
+    except data.DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train_images = train.images[: args.limit_train]
+    test_images, test_labels = test.images[: args.limit_test], test.labels[: args.limit_test]
+
+    model = RowGenerator(config).to(device)
+    if args.init_from:
+        checkpoint.load_course_state_dict(model, args.init_from)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda e: 0.5 * (1 + math.cos(math.pi * e / recipe.epochs)) if recipe.cosine else 1.0,
+    )
+    ckpt_path = args.runs / name / "checkpoint.pt"
+    history: list[dict] = []
+    if args.resume:
+        state = checkpoint.load_checkpoint(ckpt_path)
+        if state["config"] != config.to_dict() or state["recipe"] != recipe.to_dict():
+            print(
+                f"error: {ckpt_path} was trained with {state['config']} {state['recipe']}; "
+                "pass the same flags to resume it",
+                file=sys.stderr,
+            )
+            return 2
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = state["history"]
+
+    meta = {
+        "name": name,
+        "dataset": args.dataset,
+        "data_source": train.source,
+        "config": config.to_dict(),
+        "recipe": recipe.to_dict(),
+        "seed": args.seed,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "train_images": len(train_images),
+        "test_images": len(test_images),
+    }
+    for epoch in range(len(history), recipe.epochs):
+        generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        free_run = config.mode == "stream" and epoch >= recipe.free_run_from
+        start = time.perf_counter()
+        stats = train_epoch(
+            model,
+            train_images,
+            optimizer,
+            recipe.batch_size,
+            free_run,
+            generator,
+            recipe.grad_clip,
+            device,
+            desc=f"{name} {epoch + 1}/{recipe.epochs}",
+        )
+        schedule.step()
+        seconds = time.perf_counter() - start
+        metrics = evaluate(model, test_images, device)
+        history.append(
+            {"epoch": epoch, "free_run": free_run, "seconds": seconds, **stats, **metrics}
+        )
+        tqdm.write(
+            f"{name} epoch {epoch + 1}/{recipe.epochs} loss {stats['loss']:.5f} "
+            + " ".join(f"{k.removeprefix('test_mse_')} {v:.4f}" for k, v in metrics.items())
+            + f" ({seconds:.0f}s, {stats['samples_per_s']:.0f} samples/s)"
+        )
+        checkpoint.save_atomic(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "history": history,
+                **meta,
+            },
+            ckpt_path,
+        )
+
+    metrics = history[-1] if history else evaluate(model, test_images, device)
+    write_outputs(
+        model.cpu(),
+        args.artifacts / name,
+        meta,
+        history,
+        recipe,
+        test_images,
+        test_labels.numpy(),
+        args.dataset,
+    )
+    total = sum(h["seconds"] for h in history)
+    print(
+        f"trained {name} on {args.dataset} in {total / 60:.1f} min: "
+        + ", ".join(f"{k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
+        + f" -> {args.artifacts / name}"
+    )
+    return 0
+
+
+def write_outputs(
+    model: RowGenerator,
+    out: Path,
+    meta: dict,
+    history: list[dict],
+    recipe: Recipe,
+    test_images: torch.Tensor,
+    test_labels,
+    dataset: str,
+) -> None:
+    """Weights, training.json and the two PNGs; drops a now-stale bundle manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / contract.MANIFEST).unlink(missing_ok=True)  # old exports no longer match the weights
+    checkpoint.save_weights(model, out / contract.WEIGHTS)
+    last = history[-1] if history else {}
+    summary = {
+        **meta,
+        "metrics": {k: v for k, v in last.items() if k.startswith("test_mse")},
+        "train_seconds": sum(h["seconds"] for h in history),
+        "history": history,
+    }
+    (out / TRAINING_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    title = f"{meta['name']} on {dataset}"
+    if history:
+        plots.loss_curve(history, out / LOSS_PNG, recipe.free_run_from, title)
+    picks = plots.sample_indices(test_labels)
+    originals = test_images[picks]
+    done = complete(model.eval(), originals, torch.full((len(picks),), 14))
+    names = [data.CLASS_NAMES[dataset][int(test_labels[i])] for i in picks]
+    plots.save_grid(
+        originals.numpy(),
+        done.numpy(),
+        14,
+        names,
+        out / GRID_PNG,
+        title=f"{title}: rows 14-27 generated from rows 0-13",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
