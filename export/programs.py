@@ -25,7 +25,7 @@ class CellStack(nn.Module):
     def __init__(self, model: RowGenerator) -> None:
         super().__init__()
         self.kind = model.config.cell
-        self.layers = model.config.layers
+        self.layers, self.hidden = model.config.layers, model.config.hidden
         rnn = model.rnn
         for layer in range(self.layers):
             w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()  # (G*H, in)
@@ -39,33 +39,46 @@ class CellStack(nn.Module):
                 self.register_buffer(f"b_hh{layer}", b_hh.clone())
             else:  # one MatMul on [x, h]: fewer ops per unrolled step
                 self.register_buffer(f"w{layer}", torch.cat([w_ih, w_hh], 1).t().contiguous())
+                self.register_buffer(f"wx{layer}", w_ih.t().contiguous())  # zero-state steps
                 self.register_buffer(f"b{layer}", (b_ih + b_hh).clone())
 
     def forward(
-        self, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None = None
+        self, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """x (B, 28), h/c (B, L, H) -> top-layer output (B, H), h_out, c_out."""
+        """x (B, 28), h/c (B, L, H) or None for zero state -> top output (B, H), h_out, c_out.
+
+        Gates are cut with `split(H)` (one ONNX Split node; `chunk` exports a Shape/Div/Slice
+        chain per gate), and a zero state skips the h-side math: the window model starts every
+        one of its 378 unrolled cell steps per completion from zeros.
+        """
         hs, cs = [], []
+        size = self.hidden
         for layer in range(self.layers):
-            hl = h[:, layer]  # (B, H)
+            hl = None if h is None else h[:, layer]  # (B, H)
             if self.kind == "gru":
                 gi = x @ getattr(self, f"w_ih{layer}") + getattr(self, f"b_ih{layer}")  # (B, 3H)
-                gh = hl @ getattr(self, f"w_hh{layer}") + getattr(self, f"b_hh{layer}")  # (B, 3H)
-                i_r, i_z, i_n = gi.chunk(3, dim=1)
-                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                gh = getattr(self, f"b_hh{layer}")  # h = 0: W_hh h vanishes
+                if hl is not None:
+                    gh = hl @ getattr(self, f"w_hh{layer}") + gh  # (B, 3H)
+                i_r, i_z, i_n = gi.split(size, dim=1)
+                h_r, h_z, h_n = gh.split(size, dim=-1)
                 r = torch.sigmoid(i_r + h_r)
                 z = torch.sigmoid(i_z + h_z)
                 n = torch.tanh(i_n + r * h_n)
-                x = n + z * (hl - n)  # = (1 - z) * n + z * h
+                x = n - z * n if hl is None else n + z * (hl - n)  # (1 - z) * n + z * h
             else:
-                pre = torch.cat([x, hl], 1) @ getattr(self, f"w{layer}") + getattr(
-                    self, f"b{layer}"
-                )
+                if hl is None:
+                    pre = x @ getattr(self, f"wx{layer}") + getattr(self, f"b{layer}")  # (B, G*H)
+                else:
+                    w = getattr(self, f"w{layer}")  # (in + H, G*H)
+                    pre = torch.cat([x, hl], 1) @ w + getattr(self, f"b{layer}")
                 if self.kind == "rnn":
                     x = torch.tanh(pre)  # (B, H)
                 else:
-                    i, f, g, o = pre.chunk(4, dim=1)  # (B, H) each
-                    cl = torch.sigmoid(f) * c[:, layer] + torch.sigmoid(i) * torch.tanh(g)
+                    i, f, g, o = pre.split(size, dim=1)  # (B, H) each
+                    cl = torch.sigmoid(i) * torch.tanh(g)
+                    if c is not None:
+                        cl = cl + torch.sigmoid(f) * c[:, layer]
                     x = torch.sigmoid(o) * torch.tanh(cl)
                     cs.append(cl)
             hs.append(x)
@@ -91,9 +104,7 @@ class _Predictor(nn.Module):
         """Contract step: row (B, 28) + state -> next_row (B, 28) + new state."""
         if self.mode == "window":
             window = torch.cat([state[0][:, 1:], row[:, None]], 1)  # (B, 14, 28)
-            b = row.shape[0]
-            h = row.new_zeros(b, self.layers, self.hidden)  # the course: zero state per window
-            c = h if self.lstm else None
+            h = c = None  # the course: every window is read from zero state
             for t in range(contract.WINDOW):
                 out, h, c = self.cells(window[:, t], h, c)
             return self.head(out), [window]

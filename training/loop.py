@@ -17,18 +17,25 @@ from rowgen import contract
 from training.model import RowGenerator, complete, completion_mse
 
 
-def stream_loss(model: RowGenerator, images: torch.Tensor, known_rows: int | None) -> torch.Tensor:
-    """MSE of the predictions of rows 1..27; known_rows=None is pure teacher forcing."""
+def stream_loss(
+    model: RowGenerator, images: torch.Tensor, known_rows: int | None, feedback_grad: bool = True
+) -> torch.Tensor:
+    """MSE of the predictions of rows 1..27; known_rows=None is pure teacher forcing.
+
+    feedback_grad=False treats each fed-back row as a constant input (cheaper, and the loss
+    landscape stays close to the teacher-forced one).
+    """
     if known_rows is None:
         pred, _ = model(images[:, :-1])  # (B, 27, 28)
         return F.mse_loss(pred, images[:, 1:])
     out, state = model(images[:, :known_rows])  # (B, k, 28): predictions of rows 1..k
     preds = [out]
-    row = out[:, -1].clamp(0.0, 1.0)
+    row = out[:, -1]
     for _ in range(known_rows, contract.IMAGE_SIZE - 1):  # feed generated row r, predict r + 1
-        o, state = model(row[:, None], state)
+        fed = row.clamp(0.0, 1.0)
+        o, state = model((fed if feedback_grad else fed.detach())[:, None], state)
         preds.append(o)
-        row = o[:, 0].clamp(0.0, 1.0)
+        row = o[:, 0]
     return F.mse_loss(torch.cat(preds, dim=1), images[:, 1:])
 
 
@@ -36,7 +43,7 @@ def window_batch(images: torch.Tensor, flat_index: torch.Tensor) -> tuple[torch.
     """The course's samples: window rows i..i+13 of an image, target row i+14."""
     per_image = contract.IMAGE_SIZE - contract.WINDOW  # 14 windows per image
     img, offset = flat_index // per_image, flat_index % per_image
-    rows = offset[:, None] + torch.arange(contract.WINDOW)  # (B, 14)
+    rows = offset[:, None] + torch.arange(contract.WINDOW, device=flat_index.device)  # (B, 14)
     return images[img[:, None], rows], images[img, offset + contract.WINDOW]
 
 
@@ -46,6 +53,8 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     batch_size: int,
     free_run: bool,
+    feedback_grad: bool,
+    known_rows: tuple[int, int],
     generator: torch.Generator,
     grad_clip: float,
     device: torch.device,
@@ -66,13 +75,14 @@ def train_epoch(
     )
     total, count, start = 0.0, 0, time.perf_counter()
     for first in bar:
-        index = order[first : first + batch_size]
+        index = order[first : first + batch_size].to(images.device)
         if window:
             x, y = (t.to(device) for t in window_batch(images, index))
             loss = F.mse_loss(model.predict_window(x), y)
         else:
-            k = int(torch.randint(1, contract.IMAGE_SIZE, (1,), generator=generator))
-            loss = stream_loss(model, images[index].to(device), k if free_run else None)
+            k = int(torch.randint(known_rows[0], known_rows[1] + 1, (1,), generator=generator))
+            batch = images[index].to(device)
+            loss = stream_loss(model, batch, k if free_run else None, feedback_grad)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:

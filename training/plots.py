@@ -22,7 +22,7 @@ def loss_curve(history: list[dict], path: Path, free_run_from: int, title: str) 
     ax1.set(title="training loss (MSE)", xlabel="epoch", yscale="log")
     for k in contract.EVAL_KNOWN_ROWS:
         ax2.plot(epochs, [h[f"test_mse_k{k}"] for h in history], marker="o", ms=3, label=f"k={k}")
-    ax2.set(title="test completion MSE (generated rows)", xlabel="epoch")
+    ax2.set(title="completion MSE, generated rows (test subset)", xlabel="epoch")
     ax2.legend()
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)

@@ -51,8 +51,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, help="override the recipe's batch size")
     p.add_argument("--lr", type=float, help="override the recipe's learning rate")
     p.add_argument("--free-run-from", type=int, help="first free-running epoch (stream mode)")
+    p.add_argument(
+        "--feedback-grad",
+        type=int,
+        choices=[0, 1],
+        help="1: backpropagate through fed-back rows, 0: treat them as constants",
+    )
     p.add_argument("--limit-train", type=int, help="train on the first N images only (smoke runs)")
     p.add_argument("--limit-test", type=int, help="evaluate on the first N test images only")
+    p.add_argument(
+        "--eval-every-epoch",
+        type=int,
+        default=2000,
+        help="test images scored after each epoch (all of them at the end)",
+    )
+    p.add_argument(
+        "--known-rows",
+        type=int,
+        nargs=2,
+        metavar=("LO", "HI"),
+        help="prompt lengths drawn for free-running batches",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for init, shuffling and prompts")
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint.pt")
     p.add_argument("--init-from", type=Path, help="course notebook state_dict (rnn.*, fc.*)")
@@ -89,6 +108,8 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
         batch_size=args.batch_size,
         lr=args.lr,
         free_run_from=args.free_run_from,
+        feedback_grad=None if args.feedback_grad is None else bool(args.feedback_grad),
+        known_rows=tuple(args.known_rows) if args.known_rows else None,
     )
     name = args.name or config.default_name
     if args.threads:
@@ -101,7 +122,7 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
     except data.DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    train_images = train.images[: args.limit_train]
+    train_images = train.images[: args.limit_train].to(device)  # once, not per batch
     test_images, test_labels = test.images[: args.limit_test], test.labels[: args.limit_test]
 
     model = RowGenerator(config).to(device)
@@ -150,6 +171,8 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
             optimizer,
             recipe.batch_size,
             free_run,
+            recipe.feedback_grad,
+            recipe.known_rows,
             generator,
             recipe.grad_clip,
             device,
@@ -157,7 +180,7 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
         )
         schedule.step()
         seconds = time.perf_counter() - start
-        metrics = evaluate(model, test_images, device)
+        metrics = evaluate(model, test_images[: args.eval_every_epoch], device)
         history.append(
             {"epoch": epoch, "free_run": free_run, "seconds": seconds, **stats, **metrics}
         )
@@ -177,11 +200,11 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
             ckpt_path,
         )
 
-    metrics = history[-1] if history else evaluate(model, test_images, device)
+    metrics = evaluate(model, test_images, device)  # the whole test split, once
     write_outputs(
         model.cpu(),
         args.artifacts / name,
-        meta,
+        {**meta, "metrics": metrics},
         history,
         recipe,
         test_images,
@@ -207,14 +230,15 @@ def write_outputs(
     test_labels,
     dataset: str,
 ) -> None:
-    """Weights, training.json and the two PNGs; drops a now-stale bundle manifest."""
+    """Weights, training.json (meta holds the final metrics) and the two PNGs.
+
+    Also drops a now-stale bundle manifest: the old exports no longer match the weights.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    (out / contract.MANIFEST).unlink(missing_ok=True)  # old exports no longer match the weights
+    (out / contract.MANIFEST).unlink(missing_ok=True)
     checkpoint.save_weights(model, out / contract.WEIGHTS)
-    last = history[-1] if history else {}
     summary = {
         **meta,
-        "metrics": {k: v for k, v in last.items() if k.startswith("test_mse")},
         "train_seconds": sum(h["seconds"] for h in history),
         "history": history,
     }

@@ -1,0 +1,97 @@
+"""Training CLI: a smoke run writes a loadable model; a killed run resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rowgen import contract
+from tests.idx import write_tiny_dataset
+from training import train
+from training.checkpoint import load_checkpoint, load_weights
+
+
+def _argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "--cell",
+        "gru",
+        "--hidden",
+        "8",
+        "--epochs",
+        "2",
+        "--free-run-from",
+        "1",
+        "--batch-size",
+        "16",
+        "--data-dir",
+        str(data),
+        "--no-verify",
+        "--threads",
+        "1",
+        "--artifacts",
+        str(tmp_path / "artifacts"),
+        "--runs",
+        str(tmp_path / "runs"),
+        *extra,
+    ]
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "data")
+
+
+def test_smoke_run_writes_loadable_outputs(tmp_path: Path, tiny_data: Path) -> None:
+    assert train.main(_argv(tmp_path, tiny_data)) == 0
+    out = tmp_path / "artifacts" / "gru"
+    model = load_weights(out / contract.WEIGHTS)
+    assert model.config.cell == "gru" and model.config.hidden == 8
+    summary = json.loads((out / train.TRAINING_JSON).read_text())
+    assert set(summary["metrics"]) == {f"test_mse_k{k}" for k in contract.EVAL_KNOWN_ROWS}
+    assert len(summary["history"]) == 2 and summary["history"][1]["free_run"]
+    for png in (train.LOSS_PNG, train.GRID_PNG):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert load_checkpoint(tmp_path / "runs" / "gru" / "checkpoint.pt")["history"][-1]["epoch"] == 1
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    straight = tmp_path / "straight"
+    assert train.main(_argv(straight, tiny_data)) == 0
+
+    killed = tmp_path / "killed"
+    real_epoch = train.train_epoch
+    calls = {"n": 0}
+
+    def dies_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if the process were killed mid-epoch
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", dies_in_second_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(_argv(killed, tiny_data))
+    monkeypatch.setattr(train, "train_epoch", real_epoch)
+    assert len(load_checkpoint(killed / "runs" / "gru" / "checkpoint.pt")["history"]) == 1
+
+    assert train.main(_argv(killed, tiny_data, "--resume")) == 0
+    a = load_file(str(straight / "artifacts" / "gru" / contract.WEIGHTS))
+    b = load_file(str(killed / "artifacts" / "gru" / contract.WEIGHTS))
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+def test_resume_with_other_flags_is_refused(tmp_path: Path, tiny_data: Path) -> None:
+    assert train.main(_argv(tmp_path, tiny_data)) == 0
+    assert train.main([*_argv(tmp_path, tiny_data, "--resume"), "--lr", "0.5"]) == 2
+
+
+def test_missing_data_is_a_clean_exit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train.main(_argv(tmp_path, tmp_path / "nowhere")) == 2
+    assert "lacks" in capsys.readouterr().err
