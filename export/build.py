@@ -38,7 +38,11 @@ def write_programs(model: RowGenerator, folder: Path) -> None:
     config = model.config
     step, done = Step(model).eval(), Complete(model).eval()
     b = 2  # example batch; the batch axis is exported as dynamic and checked to stay so
-    step_example = (torch.rand(b, contract.IMAGE_SIZE), *step.zero_state(torch.zeros(b, 1)))
+    state = [
+        torch.zeros([b if d == contract.BATCH else d for d in s.shape])
+        for s in contract.step_inputs(config)[1:]
+    ]
+    step_example = (torch.rand(b, contract.IMAGE_SIZE), *state)
     done_example = (torch.rand(b, contract.IMAGE_SIZE, contract.IMAGE_SIZE), torch.tensor([7, 14]))
     write_onnx(
         step,

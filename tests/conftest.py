@@ -38,8 +38,6 @@ def tiny_model(cell: str, mode: str = "stream", hidden: int = 8, layers: int = 1
 @pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of exported, parity-checked bundles of tiny random models, one per cell/mode."""
-    if os.environ.get("TINY_TMP"):  # TEMP-HACK
-        return Path(os.environ["TINY_TMP"])
     from export.build import build_bundle
     from training.checkpoint import save_weights
 

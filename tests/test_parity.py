@@ -12,8 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from export import programs
-from export.build import build_bundle
+from export import build
 from export.errors import ExportError, ParityError
 from export.validate import validate
 from export.writers import check_onnx
@@ -79,18 +78,20 @@ def test_torchscript_loads_without_rowgen(tiny_bundles: Path, tmp_path: Path) ->
     assert "(2, 28, 28)" in result.stdout
 
 
-def _wrong_gru(self, x, h, c=None):
-    """GRU with the gates of ONNX's linear_before_reset=0 variant: the classic mis-export."""
-    hl = h[:, 0]
-    w_ih, w_hh, b_ih, b_hh = self.w_ih0, self.w_hh0, self.b_ih0, self.b_hh0
-    size = hl.shape[1]
-    gi = x @ w_ih + b_ih
-    gh = hl @ w_hh + b_hh
-    r = torch.sigmoid(gi[:, :size] + gh[:, :size])
-    z = torch.sigmoid(gi[:, size : 2 * size] + gh[:, size : 2 * size])
-    n = torch.tanh(gi[:, 2 * size :] + (r * hl) @ w_hh[:, 2 * size :] + b_hh[2 * size :])
-    out = (1 - z) * n + z * hl
-    return out, out[:, None], None
+def _export_with_wrong_gru(real_write_onnx):
+    """write_onnx, then flip GRU's linear_before_reset to 0: the classic GRU mis-export."""
+
+    def write(program, example, inputs, outputs, config, path) -> None:
+        real_write_onnx(program, example, inputs, outputs, config, path)
+        model = onnx.load(str(path))
+        for node in model.graph.node:
+            if node.op_type == "GRU":
+                for attr in node.attribute:
+                    if attr.name == "linear_before_reset":
+                        attr.i = 0
+        onnx.save(model, str(path))
+
+    return write
 
 
 def test_gru_mis_export_is_caught_and_previous_bundle_kept(
@@ -102,9 +103,9 @@ def test_gru_mis_export_is_caught_and_previous_bundle_kept(
     model = tiny_model("gru")
     weights = tmp_path / "w.safetensors"
     save_weights(model, weights)
-    monkeypatch.setattr(programs.CellStack, "forward", _wrong_gru)
+    monkeypatch.setattr(build, "write_onnx", _export_with_wrong_gru(build.write_onnx))
     with pytest.raises(ParityError, match=r"step.onnx: next_row differs by .* in case batch 1"):
-        build_bundle(model, folder, weights)
+        build.build_bundle(model, folder, weights)
     assert (folder / contract.MANIFEST).read_text() == before
     open_bundle(folder)  # still whole and verified
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

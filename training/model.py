@@ -19,7 +19,8 @@ from torch import nn
 from rowgen import contract
 from rowgen.config import ModelConfig
 
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # (layers, B, H), (h, c) for LSTM
+# (layers, B, H), (h, c) for LSTM; in window-mode export programs, the (14, B, 28) window
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
