@@ -1,0 +1,73 @@
+"""onnxruntime sessions for a bundle's ONNX programs, with the session options chosen in one place.
+
+Torch-free. The benchmark (`python -m bench.speed --ort-options`) times the alternatives on
+`complete.onnx`; DEFAULT holds the pick, and the evaluation (and the server, when it opens its
+sessions here) run exactly what was measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+OPTIMIZATION_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+CPU = ["CPUExecutionProvider"]
+CUDA = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+@dataclass(frozen=True)
+class OrtSettings:
+    """The session options that can change how fast rowgen's small recurrent graphs run."""
+
+    threads: int = 0  # intra-op threads; 0 lets onnxruntime use one per physical core
+    optimization: str = "all"  # graph optimization level, a key of OPTIMIZATION_LEVELS
+    spinning: bool = True  # idle intra-op threads busy-wait: lower latency for more CPU time
+    parallel: bool = False  # ORT_PARALLEL runs independent branches at once; ours are chains
+
+    def label(self) -> str:
+        threads = self.threads or "auto"
+        return (
+            f"threads={threads} opt={self.optimization} spin={int(self.spinning)}"
+            f" mode={'parallel' if self.parallel else 'sequential'}"
+        )
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[self.optimization]
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+        )
+        options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if self.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        return options
+
+
+# onnxruntime's own defaults won on the 2-core CPU (bench.speed --ort-options, LSTM H=256, a
+# busy machine, so only large gaps count): parallel mode was 2-4x slower everywhere; one thread
+# instead of two lost ~1.6x at batch 256 and won little or nothing at batch 1; spinning off and
+# lower optimization levels were within the noise or slower.
+DEFAULT = OrtSettings()
+
+
+def open_session(
+    path: Path | str, settings: OrtSettings = DEFAULT, cuda: bool = False
+) -> ort.InferenceSession:
+    """A session on CPU, or asking for CUDA first (check `uses_cuda`: it may fall back)."""
+    return ort.InferenceSession(
+        str(path), settings.session_options(), providers=CUDA if cuda else CPU
+    )
+
+
+def uses_cuda(session: ort.InferenceSession) -> bool:
+    """Whether the session really got CUDA (get_available_providers lists it even when the
+    CUDA libraries are missing; only the created session's providers tell)."""
+    return "CUDAExecutionProvider" in session.get_providers()

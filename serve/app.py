@@ -1,0 +1,261 @@
+"""The web app: pick, upload or draw an image, and watch a model complete it row by row.
+
+Handlers on top, one `gr.Blocks` layout in `build_app`, events at its bottom; nothing is done at
+import time. Run it with `python -m serve` (`make serve`); `launch` is shared by the entry point,
+the tests and `python -m bench.load`. Also serves the named API endpoint `/complete`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import time
+from collections.abc import Iterator
+
+import gradio as gr
+import numpy as np
+
+from rowgen import contract
+from rowgen.pictures import panel, side_by_side
+from serve.gallery import Sample, load_samples
+from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload, to_uint8
+from serve.runtime import ONNXRUNTIME, Model, ModelSet
+
+GALLERY, UPLOAD, DRAW = "Gallery", "Upload", "Draw"
+DEFAULT_KNOWN_ROWS = 14
+SCALE = 8  # each pixel shown as an 8x8 block
+UI_CONCURRENCY, API_CONCURRENCY = 4, 8  # requests run at once per event (sessions are shared)
+CSS = "#result img, #gallery img { image-rendering: pixelated; }"
+
+
+def check_known_rows(value: object) -> int:
+    """A whole number in 1..27, or ValueError saying what is allowed."""
+    lo, hi = contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number.is_integer() and lo <= number <= hi):
+        raise ValueError(f"known rows must be a whole number from {lo} to {hi}, got {value!r}")
+    return int(number)
+
+
+def offline_theme() -> gr.themes.Base:
+    """gradio's default look with system fonts only: the page loads with nothing from outside."""
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+        font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"],
+    )
+
+
+def picture(original: np.ndarray, completed: np.ndarray, k: int, rows_done: int) -> np.ndarray:
+    """Original, masked and completed (rows >= rows_done still black), enlarged, side by side."""
+    shown = completed.copy()
+    shown[rows_done:] = 0.0
+    return side_by_side(
+        [panel(original, k, SCALE), panel(original, k, SCALE, masked=True), panel(shown, k, SCALE)]
+    )
+
+
+def summary(model: Model, k: int, seconds: float, mse: float | None) -> str:
+    generated = contract.IMAGE_SIZE - k
+    parts = [
+        f"**{model.name}** ({model.config.cell}, {model.config.mode})",
+        f"{model.backend} on {', '.join(model.providers)}",
+        f"{k} known rows, {generated} generated in {seconds * 1000:.1f} ms",
+    ]
+    if mse is not None:
+        parts.append(f"MSE of the generated rows vs the original: {mse:.4f}")
+    return " · ".join(parts)
+
+
+class Handlers:
+    """The app's event handlers, bound to the served models and the sample gallery."""
+
+    def __init__(self, models: ModelSet, samples: list[Sample]) -> None:
+        self.models = models
+        self.samples = samples
+
+    def pick_sample(self, evt: gr.SelectData) -> tuple[int, str]:
+        chosen = self.samples[int(evt.index)]
+        return int(evt.index), f"Chosen: **{chosen.label}** (test image #{chosen.index})"
+
+    def model(self, name: str, backend: str = ONNXRUNTIME) -> Model:
+        try:
+            return self.models.get(name, backend)
+        except (KeyError, ValueError) as exc:
+            raise gr.Error(exc.args[0]) from exc
+
+    def read_input(
+        self, source: str, sample: int | None, upload: str | None, sketch: object, invert: bool
+    ) -> tuple[np.ndarray, bool]:
+        """The (28, 28) image to complete, and whether it is a whole original (for the MSE)."""
+        try:
+            if source == DRAW:
+                return load_sketch(sketch), False
+            if source == UPLOAD:
+                image = load_upload(upload, invert)
+                if not invert and image.mean() > 0.5:
+                    gr.Warning("This looks like dark on light: tick 'Invert' for best results.")
+                return image, True
+        except ImageInputError as exc:
+            raise gr.Error(str(exc)) from exc
+        if sample is None or not 0 <= int(sample) < len(self.samples):
+            raise gr.Error("no image chosen: click a sample in the gallery first")
+        return self.samples[int(sample)].image, True
+
+    def stream(
+        self,
+        source: str,
+        sample: int | None,
+        upload: str | None,
+        sketch: object,
+        invert: bool,
+        known_rows: float,
+        model_name: str,
+        backend: str,
+    ) -> Iterator[tuple[np.ndarray, str]]:
+        """Yield (picture, summary) as the rows arrive through `step.onnx` (or `step.ts`)."""
+        try:
+            k = check_known_rows(known_rows)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        model = self.model(model_name, backend)
+        original, whole = self.read_input(source, sample, upload, sketch, invert)
+        completed = np.zeros_like(original)
+        rows = model.stream(original[None], np.array([k]))
+        busy = 0.0  # model time only: the pauses at each `yield` are gradio's
+        while True:
+            start = time.perf_counter()
+            item = next(rows, None)
+            busy += time.perf_counter() - start
+            if item is None:
+                break
+            r, row = item
+            completed[r] = row[0]
+            if r >= k - 1:  # the known rows at once, then each generated row as it comes
+                yield picture(original, completed, k, r + 1), summary(model, k, busy, None)
+        mse = float(np.mean((completed[k:] - original[k:]) ** 2)) if whole else None
+        yield picture(original, completed, k, contract.IMAGE_SIZE), summary(model, k, busy, mse)
+
+    def complete_api(self, image: str | None, known_rows: float, model_name: str) -> np.ndarray:
+        """The `/complete` endpoint: an image file -> the completed (28, 28) uint8 image."""
+        try:
+            k = check_known_rows(known_rows)
+            grid = load_upload(image)
+        except (ValueError, ImageInputError) as exc:
+            raise gr.Error(str(exc)) from exc
+        model = self.model(model_name)
+        return to_uint8(model.complete(grid[None], np.array([k]))[0])
+
+
+def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Blocks:
+    """The whole UI over `models`; launch it with `launch`."""
+    handlers = Handlers(models, load_samples() if samples is None else samples)
+    backend_choices = [(f"{b} ({', '.join(models.providers)})", b) for b in models.backends[:1]]
+    backend_choices += [(b, b) for b in models.backends[1:]]
+    with gr.Blocks(title="rowgen: image completion", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "## rowgen: complete a Fashion-MNIST image from its top rows\n"
+            "Choose an image, how many top rows the model sees, and a model; the rest is "
+            "generated one row at a time (red line: where generation starts)."
+        )
+        # Set in the browser by the tab events below, so a quick click on Complete never races
+        # a server round trip (a gr.State would be updated on the server).
+        source = gr.Textbox(GALLERY, visible=False)
+        sample = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Tabs():
+                    with gr.Tab(GALLERY) as gallery_tab:
+                        chosen = gr.Markdown("Fashion-MNIST test images: click one.")
+                        gallery = gr.Gallery(
+                            [(s.thumbnail(), s.label) for s in handlers.samples],
+                            show_label=False,
+                            columns=5,
+                            allow_preview=False,
+                            interactive=False,
+                            height="auto",
+                            buttons=[],
+                            format="png",
+                            elem_id="gallery",
+                        )
+                    with gr.Tab(UPLOAD) as upload_tab:
+                        upload = gr.File(label="Image file", file_types=["image"], type="filepath")
+                        invert = gr.Checkbox(label="Invert (a dark drawing on a light background)")
+                    with gr.Tab(DRAW) as draw_tab:
+                        sketch = gr.Sketchpad(
+                            label="Draw dark on light; the top rows are what the model sees",
+                            image_mode="L",
+                            canvas_size=(280, 280),
+                            fixed_canvas=True,
+                            layers=False,
+                            transforms=(),
+                            brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
+                            elem_id="sketch",
+                        )
+                known_rows = gr.Slider(
+                    contract.KNOWN_ROWS_MIN,
+                    contract.KNOWN_ROWS_MAX,
+                    value=DEFAULT_KNOWN_ROWS,
+                    step=1,
+                    label="Known rows",
+                )
+                model = gr.Dropdown(models.names, value=models.names[0], label="Model")
+                backend = gr.Dropdown(backend_choices, value=ONNXRUNTIME, label="Backend")
+                run = gr.Button("Complete", variant="primary", elem_id="run")
+            with gr.Column(scale=1):
+                result = gr.Image(
+                    label="original · masked · completed",
+                    format="png",
+                    interactive=False,
+                    buttons=["download", "fullscreen"],
+                    elem_id="result",
+                )
+                stats = gr.Markdown(elem_id="stats")
+        with gr.Row(visible=False):  # the inputs and output of the /complete API endpoint
+            api_image = gr.File(type="filepath")
+            api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS, precision=0)
+            api_model = gr.Textbox(value=models.names[0])
+            api_out = gr.Image(label="completed", format="png", image_mode="L")
+            api_button = gr.Button()
+
+        for tab, name in ((gallery_tab, GALLERY), (upload_tab, UPLOAD), (draw_tab, DRAW)):
+            tab.select(None, None, source, js=f"() => {json.dumps(name)}")
+        inputs = [source, sample, upload, sketch, invert, known_rows, model, backend]
+        stream = {"api_visibility": "undocumented", "concurrency_limit": UI_CONCURRENCY}
+        gallery.select(
+            handlers.pick_sample, None, [sample, chosen], api_visibility="undocumented"
+        ).then(handlers.stream, inputs, [result, stats], **stream)  # a click runs the sample
+        run.click(handlers.stream, inputs, [result, stats], **stream)
+        api_button.click(
+            handlers.complete_api,
+            [api_image, api_rows, api_model],
+            api_out,
+            api_name="complete",
+            concurrency_limit=API_CONCURRENCY,
+        )
+    return demo
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on now, for in-process servers (tests, `bench.load`)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def launch(demo: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True):
+    """Start the server: offline theme, no SSR (no Node), upload limit, errors shown to users."""
+    return demo.launch(
+        server_name=host,
+        server_port=port,
+        prevent_thread_lock=not block,
+        show_error=True,
+        quiet=not block,
+        ssr_mode=False,
+        max_file_size=MAX_BYTES,  # gradio refuses larger uploads; serve.images checks again
+        theme=offline_theme(),
+        css=CSS,
+    )

@@ -1,0 +1,49 @@
+"""The app's sample gallery: Fashion-MNIST test images shipped in `serve/samples/`.
+
+Torch-free. `python -m serve.make_samples` writes the file; the app shows it as a gallery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SAMPLES_FILE = Path(__file__).resolve().parent / "samples" / "fashion-mnist-test.npz"
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+THUMB_SCALE = 4  # gallery thumbnails are enlarged with nearest-neighbour, so pixels stay crisp
+
+
+@dataclass(frozen=True)
+class Sample:
+    image: np.ndarray  # (28, 28) float32 in [0, 1]
+    label: str
+    index: int  # position in the test split
+
+    def thumbnail(self) -> np.ndarray:
+        """(112, 112) uint8 for the gallery."""
+        gray = (self.image * 255.0 + 0.5).astype(np.uint8)
+        return gray.repeat(THUMB_SCALE, axis=0).repeat(THUMB_SCALE, axis=1)
+
+
+def load_samples(path: Path = SAMPLES_FILE) -> list[Sample]:
+    """The shipped samples, in file order (by class)."""
+    with np.load(path, allow_pickle=False) as data:
+        images = data["images"].astype(np.float32) / 255.0  # (N, 28, 28)
+        names = [str(n) for n in data["class_names"]]
+        return [
+            Sample(image, names[int(label)], int(index))
+            for image, label, index in zip(images, data["labels"], data["indices"], strict=True)
+        ]

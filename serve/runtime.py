@@ -1,0 +1,225 @@
+"""onnxruntime sessions for verified bundles: batched completion and row-by-row streaming.
+
+Torch-free. One `OrtModel` per bundle holds one session per program, shared by every request
+(`InferenceSession.run` is thread-safe; an IOBinding is made per call). `ModelSet` is what the
+app serves: every bundle under `--artifacts`, plus TorchScript when torch is installed
+(`serve.torchscript`). Used by `python -m serve` and `python -m bench.load`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import onnxruntime as ort
+
+from rowgen import contract, sessions
+from rowgen.bundle import Bundle, BundleError, find_bundles, open_bundle
+from rowgen.config import ModelConfig
+from rowgen.stepping import StepFn, iter_rows
+from serve.torchscript import TORCHSCRIPT, TorchScriptModel, torch_available
+
+DEVICES = ("auto", "cuda", "cpu")
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+ONNXRUNTIME = "onnxruntime"
+ORT_WARNING, ORT_FATAL = 2, 4  # ort's default log severity, and the one that hides errors too
+
+
+Rows = Iterator[tuple[int, np.ndarray]]  # (r, row r of every image (B, 28)) for r = 0..27
+
+
+class DeviceError(RuntimeError):
+    """The requested device cannot be used; the message says what to pass instead."""
+
+
+class Model(Protocol):
+    """What the app needs of a backend: a name, where it runs, and the two ways to complete."""
+
+    name: str
+    backend: str
+    config: ModelConfig
+
+    @property
+    def providers(self) -> list[str]: ...
+
+    def complete(self, image: np.ndarray, known_rows: np.ndarray) -> np.ndarray: ...
+
+    def stream(self, image: np.ndarray, known_rows: np.ndarray) -> Rows: ...
+
+
+def make_session(path: Path, device: str) -> ort.InferenceSession:
+    """A session on `device` ("auto" tries CUDA then CPU); check `get_providers()` for the truth.
+
+    `get_available_providers()` lists CUDA wherever onnxruntime-gpu is installed, GPU or not, so
+    only the session itself says whether CUDA really loaded.
+    """
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
+    wanted = {"auto": [CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU]}[device]
+    providers = [p for p in wanted if p in ort.get_available_providers()]
+    # Under "auto" a CUDA library failing to load is the expected fallback, not news: ort would
+    # print it at error level through its global logger, so silence that for this one call.
+    quiet = device == "auto" and CUDA in providers
+    if quiet:
+        ort.set_default_logger_severity(ORT_FATAL)
+    try:
+        options = sessions.DEFAULT.session_options()  # what bench.speed measured and picked
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    finally:
+        if quiet:
+            ort.set_default_logger_severity(ORT_WARNING)
+    if device == "cuda" and not sessions.uses_cuda(session):
+        raise DeviceError(
+            "--device cuda: onnxruntime could not use CUDA here (no GPU, or its CUDA/cuDNN "
+            "libraries are missing); use --device auto or --device cpu"
+        )
+    return session
+
+
+def cuda_step_fn(session: ort.InferenceSession, config: ModelConfig) -> StepFn:
+    """A step whose recurrent state stays on the GPU: only `row` goes up, `next_row` comes back.
+
+    The state passed between calls is OrtValues on the device (numpy only for the zero state of
+    the first call). A fresh IOBinding per call keeps concurrent requests apart.
+    """
+    ins = [s.name for s in contract.step_inputs(config)]
+    outs = [s.name for s in contract.step_outputs(config)]
+
+    def step(row: np.ndarray, *state: np.ndarray | ort.OrtValue) -> list:
+        binding = session.io_binding()
+        binding.bind_cpu_input(ins[0], np.ascontiguousarray(row, np.float32))
+        for name, value in zip(ins[1:], state, strict=True):
+            if isinstance(value, np.ndarray):
+                value = ort.OrtValue.ortvalue_from_numpy(value, "cuda", 0)
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(outs[0], "cpu")
+        for name in outs[1:]:
+            binding.bind_output(name, "cuda", 0)
+        session.run_with_iobinding(binding)
+        next_row, *new_state = binding.get_outputs()
+        return [next_row.numpy(), *new_state]
+
+    return step
+
+
+class OrtModel:
+    """A bundle's `step.onnx` and `complete.onnx` in onnxruntime sessions, hashes checked first.
+
+    `complete.onnx` is opened on first use (or by `warm`, which the server runs in the
+    background): the 27 unrolled steps (27 x 14 for a window model) take onnxruntime far longer
+    to load than `step.onnx`, the only program the streaming UI needs.
+    """
+
+    backend = ONNXRUNTIME
+
+    def __init__(self, path: Path | str, device: str = "auto") -> None:
+        self.bundle: Bundle = open_bundle(path)
+        self.name = self.bundle.name
+        self.config = self.bundle.config
+        self.step_session = make_session(self.bundle.file(contract.STEP_ONNX), device)
+        if device == "auto" and not sessions.uses_cuda(self.step_session):
+            device = "cpu"  # CUDA did not load: don't pay for the failed attempt twice
+        self.device = device
+        self._complete_session: ort.InferenceSession | None = None
+        self._lock = threading.Lock()
+        self._step_in = [s.name for s in contract.step_inputs(self.config)]
+        self._step_out = [s.name for s in contract.step_outputs(self.config)]
+        self._complete_out = [s.name for s in contract.complete_outputs()]
+
+    @property
+    def complete_session(self) -> ort.InferenceSession:
+        with self._lock:  # concurrent first callers wait for the one session
+            if self._complete_session is None:
+                path = self.bundle.file(contract.COMPLETE_ONNX)
+                self._complete_session = make_session(path, self.device)
+            return self._complete_session
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the sessions really use, best first."""
+        return self.step_session.get_providers()
+
+    @property
+    def on_cuda(self) -> bool:
+        return sessions.uses_cuda(self.step_session)
+
+    def complete(self, image: np.ndarray, known_rows: np.ndarray) -> np.ndarray:
+        """image (B, 28, 28) float32, known_rows (B,) -> completed (B, 28, 28), one call."""
+        image_in, rows_in = (s.name for s in contract.complete_inputs())
+        feeds = {
+            image_in: np.ascontiguousarray(image, np.float32),
+            rows_in: np.asarray(known_rows, np.int64).reshape(-1),
+        }
+        return self.complete_session.run(self._complete_out, feeds)[0]
+
+    def step(self, row: np.ndarray, *state: np.ndarray) -> list[np.ndarray]:
+        """One `step.onnx` call on host arrays: (next_row, *state)."""
+        feeds = dict(zip(self._step_in, (row, *state), strict=True))
+        return self.step_session.run(self._step_out, feeds)
+
+    def stream(self, image: np.ndarray, known_rows: np.ndarray) -> Rows:
+        """The completion row by row through `step.onnx`; equals `complete`."""
+        step = cuda_step_fn(self.step_session, self.config) if self.on_cuda else self.step
+        image = np.ascontiguousarray(image, np.float32)
+        return iter_rows(step, self.config, image, np.asarray(known_rows).reshape(-1))
+
+
+@dataclass
+class ModelSet:
+    """Every bundle served, by name, on onnxruntime; TorchScript twins made on first use."""
+
+    models: dict[str, OrtModel]
+    device: str = "auto"
+    _torchscript: dict[str, Model] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def backends(self) -> list[str]:
+        return [ONNXRUNTIME, TORCHSCRIPT] if torch_available() else [ONNXRUNTIME]
+
+    @property
+    def providers(self) -> list[str]:
+        return next(iter(self.models.values())).providers
+
+    def warm(self, names: list[str] | None = None) -> None:
+        """Open the `complete.onnx` of `names` (default all) now, not at the first request."""
+        for name in self.names if names is None else names:
+            _ = self.models[name].complete_session
+
+    def get(self, name: str, backend: str = ONNXRUNTIME) -> Model:
+        """The model `name` on `backend`; KeyError/ValueError name what is available."""
+        if name not in self.models:
+            raise KeyError(f"unknown model {name!r}: choose one of {', '.join(self.names)}")
+        if backend == ONNXRUNTIME:
+            return self.models[name]
+        if backend not in self.backends:
+            raise ValueError(f"backend {backend!r} is not available: use {ONNXRUNTIME!r}")
+        with self._lock:  # loading torch and a program takes seconds: do it once per model
+            if name not in self._torchscript:
+                self._torchscript[name] = TorchScriptModel(self.models[name].bundle, self.device)
+            return self._torchscript[name]
+
+
+def load_models(artifacts: Path | str, device: str = "auto") -> ModelSet:
+    """Open every bundle under `artifacts` (hashes first); BundleError if none or one is bad."""
+    paths = find_bundles(artifacts)
+    if not paths:
+        raise BundleError(
+            f"no bundles under {artifacts} (a bundle is a folder with {contract.MANIFEST}); "
+            "create them with `make train export`, or pass --artifacts"
+        )
+    models: dict[str, OrtModel] = {}
+    for path in paths:
+        models[path.name] = model = OrtModel(path, device)
+        if device == "auto" and not model.on_cuda:
+            device = "cpu"  # found out once: the other bundles go straight to the CPU
+    return ModelSet(models, device)
