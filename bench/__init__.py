@@ -1,0 +1,1 @@
+"""Benchmarks and evaluation: `python -m bench.speed`, `bench.evaluate` and `bench.load`."""

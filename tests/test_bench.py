@@ -1,0 +1,168 @@
+"""Fast tests of the speed benchmark (bench.speed) on tiny bundles: code paths, never timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from bench import measure, runners, speed, speed_report
+from rowgen import contract, sessions
+from rowgen.bundle import open_bundle
+from rowgen.config import ModelConfig
+from training.checkpoint import load_weights
+from training.model import complete
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_bundles: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    argv = [
+        "--bundle",
+        str(tiny_bundles / "lstm"),
+        "--window-bundle",
+        str(tiny_bundles / "lstm-window"),
+        "--quick",
+        "--repeats",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--ort-options",
+        "--out",
+        str(out),
+    ]
+    assert speed.main(argv) == 0
+    return out
+
+
+def test_quick_run_times_every_cpu_runner(quick_run: Path) -> None:
+    results = json.loads((quick_run / "speed.json").read_text())
+    rows = {r["name"]: r for r in results["rows"]}
+    cpu = [runners.COURSE, runners.EAGER, runners.TORCHSCRIPT, runners.ORT_COMPLETE]
+    for name in [*cpu, runners.ORT_STEP]:
+        row = rows[name]
+        assert not row["skip"], f"{name} skipped: {row['skip']}"
+        for key, batch in (("batch1", 1), ("big", results["big_batch"])):
+            point = row[key]
+            assert point["batch"] == batch and point["known_rows"] == 14
+            assert point["runs"] == 2
+            assert 0 < point["median_s"] <= point["p90_s"], f"{name} {key}: {point}"
+            assert point["gflops"] > 0 and point["images_per_s"] > 0
+    assert results["threads"] == 1
+    assert "trained weights" in results["setup"]["window_model"]
+
+
+def test_quick_run_sweeps_roofline_targets_and_options(quick_run: Path) -> None:
+    results = json.loads((quick_run / "speed.json").read_text())
+    for key in ("known_rows_sweep", "batch_sweep"):
+        sweep = results[key]
+        for name, points in sweep["series"].items():
+            assert len(points) == len(sweep["values"]), f"{key} {name}"
+    for roof in results["roofline"].values():
+        assert roof["gflops"] > 0
+    assert len(results["targets"]) == 5
+    assert all(t["ratio"] > 0 for t in results["targets"])
+    assert {o["settings"] for o in results["ort_options"]} >= {sessions.OrtSettings(1).label()}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU skip messages")
+def test_cuda_rows_are_skipped_with_a_reason_without_a_gpu(quick_run: Path) -> None:
+    results = json.loads((quick_run / "speed.json").read_text())
+    cuda = [r for r in results["rows"] if r["name"].endswith("CUDA")]
+    assert len(cuda) == 3
+    assert all(r["skip"] for r in cuda)
+    assert "torch.cuda.is_available() is False" in cuda[0]["skip"]
+    assert "CUDAExecutionProvider" in cuda[2]["skip"]
+
+
+def test_quick_run_writes_markdown_and_png(quick_run: Path) -> None:
+    report = (quick_run / "speed.md").read_text()
+    assert report.startswith("# rowgen speed")
+    for heading in ("| runner |", "## Latency", "## Throughput", "## Roofline", "## Targets"):
+        assert heading in report
+    assert runners.ORT_COMPLETE in report
+    with Image.open(quick_run / "speed.png") as png:
+        assert png.format == "PNG" and png.width > png.height > 100
+
+
+def test_runners_of_one_bundle_agree(tiny_bundles: Path) -> None:
+    bundle = open_bundle(tiny_bundles / "lstm")
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    found = runners.cpu_candidates(bundle, model, model, sessions.OrtSettings(threads=1))
+    rng = np.random.default_rng(0)
+    image = rng.random((5, 28, 28), dtype=np.float32)
+    known = np.array([1, 7, 14, 21, 27], np.int64)
+    want = complete(model, torch.from_numpy(image), torch.from_numpy(known)).numpy()
+    for candidate in found[1:]:  # the course loop runs a window model; tested below
+        got = candidate.run(image, known)
+        diff = float(np.abs(got - want).max())
+        assert diff <= contract.COMPLETE_TOLERANCE, f"{candidate.name}: completed differs by {diff}"
+
+
+def test_course_loop_is_the_window_model_row_by_row(tiny_bundles: Path) -> None:
+    net = load_weights(open_bundle(tiny_bundles / "lstm-window").file(contract.WEIGHTS))
+    image = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
+    known = np.array([7, 14, 27], np.int64)
+    got = runners.course_loop(net)(image, known)
+    want = complete(net, torch.from_numpy(image), torch.from_numpy(known)).numpy()
+    for b, k in enumerate(known):
+        assert np.array_equal(got[b, :k], image[b, :k]), f"known rows of sample {b} changed"
+        # The first generated row reads known rows only; the course does not clip, rowgen does.
+        diff = float(np.abs(np.clip(got[b, k], 0, 1) - want[b, k]).max())
+        assert diff <= 1e-5, f"row {k} of sample {b} differs by {diff}"
+
+
+def test_flops_follow_the_model_shape() -> None:
+    lstm = ModelConfig("lstm", "stream", 256, 1)
+    step = (28 + 256) * 4 * 256 + 256 * 28
+    assert measure.program_flops(lstm) == 2 * 27 * step
+    gru2 = ModelConfig("gru", "stream", 16, 2)
+    assert measure.cell_macs(gru2) == (28 + 16) * 48 + (16 + 16) * 48
+    window = ModelConfig("lstm", "window", 256, 1)
+    assert measure.program_flops(window) == 2 * 27 * (14 * (step - 256 * 28) + 256 * 28)
+    assert measure.course_flops(window, 14) == 2 * 14 * (14 * (step - 256 * 28) + 256 * 28)
+    assert measure.course_flops(window, 27) < measure.course_flops(window, 1)
+
+
+def test_time_call_warms_up_then_times_each_run() -> None:
+    calls = []
+    timing = measure.time_call(lambda: calls.append(1), warmup=3, repeats=7)
+    assert len(calls) == 10 and timing.runs == 7
+    assert 0 <= timing.median_s <= timing.p90_s
+
+
+def test_targets_are_ratios_of_time_per_image() -> None:
+    def row(name: str, ms1: float, ms_big: float, gflops: float = 1.0) -> dict:
+        point = {"ms_per_image": ms_big, "gflops": gflops}
+        return {"name": name, "skip": "", "batch1": {"ms_per_image": ms1}, "big": point}
+
+    results = {
+        "big_batch": 256,
+        "rows": [
+            row(runners.COURSE, 30.0, 30.0),
+            row(runners.EAGER, 12.0, 1.0),
+            row(runners.ORT_COMPLETE, 1.0, 0.5, gflops=40.0),
+        ],
+        "roofline": {"step_sized": {"shape": [256, 284, 1024], "gflops": 50.0}},
+    }
+    found = {t["what"]: t for t in speed_report.targets(results)}
+    ratios = [t["ratio"] for t in found.values()]
+    assert ratios == pytest.approx([12.0, 30.0, 60.0, 0.8])
+    assert all(t["met"] for t in found.values())
+
+
+def test_session_settings_reach_onnxruntime(tiny_bundles: Path) -> None:
+    settings = sessions.OrtSettings(threads=1, optimization="basic", spinning=False)
+    options = settings.session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    session = sessions.open_session(tiny_bundles / "lstm" / contract.COMPLETE_ONNX, settings)
+    assert not sessions.uses_cuda(session)
