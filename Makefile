@@ -13,12 +13,13 @@ DATA_DIR ?= $(ROWGEN_DATA_DIR)
 EPOCHS ?=
 SEED ?= 0
 NAMES ?=
+ARTIFACTS ?= artifacts
 HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) \
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
@@ -32,10 +33,10 @@ train: $(STAMP)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
 export: $(STAMP)
-	$(BIN)/python -m export $(NAMES)
+	$(BIN)/python -m export --artifacts $(ARTIFACTS) $(NAMES)
 
 serve: $(STAMP)
-	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE)
+	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -47,7 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.speed
 
 eval: $(STAMP)
-	$(BIN)/python -m bench.evaluate $(DATA_FLAG)
+	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 load: $(STAMP)
 	$(BIN)/python -m bench.load

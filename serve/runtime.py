@@ -111,8 +111,8 @@ class OrtModel:
     """A bundle's `step.onnx` and `complete.onnx` in onnxruntime sessions, hashes checked first.
 
     `complete.onnx` is opened on first use (or by `warm`, which the server runs in the
-    background): the 27 unrolled steps (27 x 14 for a window model) take onnxruntime far longer
-    to load than `step.onnx`, the only program the streaming UI needs.
+    background): the streaming UI needs only `step.onnx`, so start-up does not wait for the
+    larger unrolled graphs of every bundle.
     """
 
     backend = ONNXRUNTIME

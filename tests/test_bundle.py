@@ -1,0 +1,103 @@
+"""Bundles on disk: every file is hash-checked on load, and a failed export changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from export import build
+from rowgen import contract
+from rowgen.bundle import BundleError, atomic_folder, find_bundles, open_bundle
+from tests.conftest import tiny_model
+from training.checkpoint import save_weights
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundles: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "gru"
+    shutil.copytree(tiny_bundles / "gru", folder)
+    return folder
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(json.loads((folder / contract.MANIFEST).read_text())["files"])
+
+
+def test_manifest_lists_every_file_with_size_and_hash(bundle_copy: Path) -> None:
+    manifest = open_bundle(bundle_copy).manifest
+    on_disk = sorted(p.name for p in bundle_copy.iterdir() if p.name != contract.MANIFEST)
+    assert sorted(manifest["files"]) == on_disk
+    assert set(contract.BUNDLE_FILES) <= set(on_disk)
+    for entry in manifest["files"].values():
+        assert len(entry["sha256"]) == 64 and entry["bytes"] > 0
+
+
+@pytest.mark.parametrize("index", range(len(contract.BUNDLE_FILES)))
+def test_a_flipped_byte_in_any_file_is_named(bundle_copy: Path, index: int) -> None:
+    name = contract.BUNDLE_FILES[index]
+    path = bundle_copy / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=f"{name} does not match its sha256"):
+        open_bundle(bundle_copy)
+
+
+def test_truncated_and_missing_files_are_named(bundle_copy: Path) -> None:
+    weights = bundle_copy / contract.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(BundleError, match=r"weights\.safetensors has 100 bytes"):
+        open_bundle(bundle_copy)
+    weights.unlink()
+    with pytest.raises(BundleError, match=r"weights\.safetensors is missing"):
+        open_bundle(bundle_copy)
+
+
+def test_missing_or_foreign_manifest(bundle_copy: Path) -> None:
+    manifest = bundle_copy / contract.MANIFEST
+    manifest.write_text('{"format": "something-else/9"}')
+    with pytest.raises(BundleError, match="format is 'something-else/9'"):
+        open_bundle(bundle_copy)
+    manifest.write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        open_bundle(bundle_copy)
+    manifest.unlink()
+    with pytest.raises(BundleError, match=r"manifest\.json is missing.*make export"):
+        open_bundle(bundle_copy)
+    assert find_bundles(bundle_copy.parent) == []
+
+
+def test_interrupted_export_leaves_the_previous_bundle(
+    bundle_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {name: (bundle_copy / name).read_bytes() for name in _files(bundle_copy)}
+    model = tiny_model("gru", seed=7)  # different weights: a real change, were it to land
+    weights = tmp_path / "new.safetensors"
+    save_weights(model, weights)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as if the export were stopped half-way
+
+    monkeypatch.setattr(build, "validate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build.build_bundle(model, bundle_copy, weights)
+    open_bundle(bundle_copy)
+    assert {name: (bundle_copy / name).read_bytes() for name in _files(bundle_copy)} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_atomic_folder_replaces_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "b"
+    with atomic_folder(target) as tmp:
+        (tmp / "x").write_text("one")
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "x").write_text("two")
+        raise RuntimeError("export failed")
+    assert (target / "x").read_text() == "one"
+    with atomic_folder(target) as tmp:
+        (tmp / "x").write_text("three")
+    assert (target / "x").read_text() == "three"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
