@@ -26,6 +26,7 @@ from bench import baselines
 from bench.tables import markdown_table, sig
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle, find_bundles, open_bundle
+from rowgen.datasets import CLASS_NAMES
 from training import data, plots
 from training.model import completion_mse
 
@@ -111,7 +112,7 @@ def run_eval(args: argparse.Namespace) -> dict:
     train_images = train.images[: args.train_limit].numpy()
     images = test.images[: args.limit].numpy()
     labels = test.labels[: args.limit].numpy()
-    class_names = data.CLASS_NAMES[args.dataset]
+    class_names = CLASS_NAMES[args.dataset]
 
     completers, details = baseline_completers(train_images)
     kinds = dict.fromkeys(completers, "baseline")

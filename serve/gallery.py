@@ -10,19 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rowgen.datasets import CLASS_NAMES as DATASET_CLASSES
+
 SAMPLES_FILE = Path(__file__).resolve().parent / "samples" / "fashion-mnist-test.npz"
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASS_NAMES = DATASET_CLASSES["fashion-mnist"]
 THUMB_SCALE = 4  # gallery thumbnails are enlarged with nearest-neighbour, so pixels stay crisp
 
 

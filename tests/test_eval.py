@@ -13,6 +13,7 @@ from PIL import Image
 from bench import baselines, evaluate
 from rowgen import contract
 from rowgen.bundle import open_bundle
+from rowgen.datasets import CLASS_NAMES
 from tests.idx import write_tiny_dataset
 from training import data
 from training.checkpoint import load_weights
@@ -101,7 +102,7 @@ def test_eval_reports_every_method_at_every_k(eval_run: Path) -> None:
     methods = results["methods"]
     simple = ["mean training image", "ridge on known rows", "10-NN mean"]
     assert list(methods) == [*simple, "lstm", "gru", "rnn"]
-    classes = set(data.CLASS_NAMES["fashion-mnist"])
+    classes = set(CLASS_NAMES["fashion-mnist"])
     for name, m in methods.items():
         for k in contract.EVAL_KNOWN_ROWS:
             assert 0 < m[f"test_mse_k{k}"] < 1, f"{name} k={k}: {m[f'test_mse_k{k}']}"

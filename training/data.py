@@ -46,21 +46,6 @@ OFFICIAL_SHA256 = {
         "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
     },
 }
-CLASS_NAMES = {
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
-    "mnist": [str(d) for d in range(10)],
-}
 
 
 class DataError(RuntimeError):

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from rowgen import contract
 from rowgen.config import CELLS, MODES, ModelConfig
+from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, data, plots
 from training.loop import evaluate, train_epoch
 from training.model import RowGenerator, complete
@@ -249,7 +250,7 @@ def write_outputs(
     picks = plots.sample_indices(test_labels)
     originals = test_images[picks]
     done = complete(model.eval(), originals, torch.full((len(picks),), 14))
-    names = [data.CLASS_NAMES[dataset][int(test_labels[i])] for i in picks]
+    names = [CLASS_NAMES[dataset][int(test_labels[i])] for i in picks]
     plots.save_grid(
         originals.numpy(),
         done.numpy(),
