@@ -20,6 +20,7 @@ from rowgen import contract
 from rowgen.pictures import panel, side_by_side
 from serve.gallery import Sample, load_samples
 from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload, to_uint8
+from serve.outputs import PngFiles
 from serve.runtime import ONNXRUNTIME, Model, ModelSet
 
 GALLERY, UPLOAD, DRAW = "Gallery", "Upload", "Draw"
@@ -76,6 +77,7 @@ class Handlers:
     def __init__(self, models: ModelSet, samples: list[Sample]) -> None:
         self.models = models
         self.samples = samples
+        self.pngs = PngFiles()  # outputs go out as files: see serve.outputs for why
 
     def pick_sample(self, evt: gr.SelectData) -> tuple[int, str]:
         chosen = self.samples[int(evt.index)]
@@ -135,19 +137,21 @@ class Handlers:
             r, row = item
             completed[r] = row[0]
             if r >= k - 1:  # the known rows at once, then each generated row as it comes
-                yield picture(original, completed, k, r + 1), summary(model, k, busy, None)
+                frame = self.pngs.write(picture(original, completed, k, r + 1))
+                yield frame, summary(model, k, busy, None)
         mse = float(np.mean((completed[k:] - original[k:]) ** 2)) if whole else None
-        yield picture(original, completed, k, contract.IMAGE_SIZE), summary(model, k, busy, mse)
+        final = self.pngs.write(picture(original, completed, k, contract.IMAGE_SIZE))
+        yield final, summary(model, k, busy, mse)
 
-    def complete_api(self, image: str | None, known_rows: float, model_name: str) -> np.ndarray:
-        """The `/complete` endpoint: an image file -> the completed (28, 28) uint8 image."""
+    def complete_api(self, image: str | None, known_rows: float, model_name: str) -> str:
+        """The `/complete` endpoint: an image file -> a PNG of the completed 28x28 image."""
         try:
             k = check_known_rows(known_rows)
             grid = load_upload(image)
         except (ValueError, ImageInputError) as exc:
             raise gr.Error(str(exc)) from exc
         model = self.model(model_name)
-        return to_uint8(model.complete(grid[None], np.array([k]))[0])
+        return self.pngs.write(to_uint8(model.complete(grid[None], np.array([k]))[0]))
 
 
 def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Blocks:

@@ -20,6 +20,7 @@ from serve import images
 from serve.__main__ import main
 from serve.app import DRAW, GALLERY, UPLOAD, Handlers, build_app, free_port, launch, picture
 from serve.gallery import load_samples
+from serve.outputs import PngFiles
 from serve.runtime import CUDA, OrtModel, load_models
 from serve.torchscript import torch_available
 
@@ -32,7 +33,8 @@ def handlers(tiny_bundles: Path) -> Handlers:
 def run(handlers: Handlers, source: str = GALLERY, sample: int | None = 0, upload=None,
         sketch=None, invert: bool = False, k: object = 14, model: str = "lstm",
         backend: str = "onnxruntime") -> list[tuple[np.ndarray, str]]:  # fmt: skip
-    return list(handlers.stream(source, sample, upload, sketch, invert, k, model, backend))
+    frames = handlers.stream(source, sample, upload, sketch, invert, k, model, backend)
+    return [(np.asarray(Image.open(png)), text) for png, text in frames]  # outputs are PNG files
 
 
 def png_with_size(path: Path, width: int, height: int) -> Path:
@@ -191,7 +193,7 @@ def test_unknown_model_and_backend(handlers: Handlers) -> None:
 def test_complete_api_handler(handlers: Handlers, tmp_path: Path) -> None:
     sample = handlers.samples[0].image
     Image.fromarray(images.to_uint8(sample)).save(tmp_path / "s.png")
-    out = handlers.complete_api(str(tmp_path / "s.png"), 10, "gru")
+    out = np.asarray(Image.open(handlers.complete_api(str(tmp_path / "s.png"), 10, "gru")))
     assert out.shape == (28, 28) and out.dtype == np.uint8
     assert np.array_equal(out[:10], images.to_uint8(sample)[:10])
 
@@ -253,3 +255,13 @@ def test_main_device_cuda_without_gpu(tiny_bundles: Path, capsys) -> None:
         pytest.skip("CUDA works here")
     assert main(["--artifacts", str(tiny_bundles), "--device", "cuda"]) == 1
     assert "--device cuda" in capsys.readouterr().err
+
+
+def test_identical_outputs_are_separate_files(tmp_path: Path) -> None:
+    """gradio rewrites a cached array output in place; equal pictures must not share a file."""
+    pngs = PngFiles()
+    picture_ = np.full((28, 28), 7, np.uint8)
+    first, second = pngs.write(picture_), pngs.write(picture_)
+    assert first != second
+    assert np.array_equal(np.asarray(Image.open(second)), picture_)
+    pngs.close()
