@@ -6,6 +6,7 @@ Offered by `python -m serve` only where torch is installed. torch is imported in
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import warnings
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ class TorchScriptModel:
     backend = TORCHSCRIPT
 
     def __init__(self, bundle: Bundle, device: str = "auto") -> None:
-        import torch
+        torch = importlib.import_module("torch")  # only here: the serve install has no torch
 
         self._torch = torch
         use_cuda = device in ("auto", "cuda") and torch.cuda.is_available()
