@@ -170,12 +170,7 @@ def cuda_candidates(
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         reason = "this onnxruntime build has no CUDAExecutionProvider (install onnxruntime-gpu)"
         return [*found, Candidate(name, None, flops, skip=reason)]
-    # A missing CUDA library is logged as an error at length; the skip reason says it in a line.
-    ort.set_default_logger_severity(4)
-    try:
-        session = sessions.open_session(bundle.file(contract.COMPLETE_ONNX), settings, cuda=True)
-    finally:
-        ort.set_default_logger_severity(2)  # onnxruntime's default: warnings
+    session = sessions.open_session(bundle.file(contract.COMPLETE_ONNX), settings, cuda=True)
     if not sessions.uses_cuda(session):  # listed as available is no proof: the libraries load now
         reason = f"CUDAExecutionProvider not in the session's providers {session.get_providers()}"
         return [*found, Candidate(name, None, flops, skip=reason)]

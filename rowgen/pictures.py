@@ -13,10 +13,14 @@ HATCH = (40, 48, 72)  # stripes standing for the hidden rows of the masked panel
 LABEL_HEIGHT = 14
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float pixels in [0, 1] -> uint8 (rounded, clipped): the one conversion for every PNG."""
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def _rgb(image: np.ndarray) -> np.ndarray:
     """(28, 28) float in [0, 1] -> (28, 28, 3) uint8."""
-    gray = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.repeat(to_uint8(image)[:, :, None], 3, axis=2)
 
 
 def panel(image: np.ndarray, known_rows: int, scale: int = 8, masked: bool = False) -> np.ndarray:

@@ -58,13 +58,28 @@ class OrtSettings:
 DEFAULT = OrtSettings()
 
 
+ORT_WARNING, ORT_FATAL = 2, 4  # onnxruntime's default log severity, and one that hides errors
+
+
 def open_session(
-    path: Path | str, settings: OrtSettings = DEFAULT, cuda: bool = False
+    path: Path | str, settings: OrtSettings = DEFAULT, cuda: bool = False, quiet: bool = True
 ) -> ort.InferenceSession:
-    """A session on CPU, or asking for CUDA first (check `uses_cuda`: it may fall back)."""
-    return ort.InferenceSession(
-        str(path), settings.session_options(), providers=CUDA if cuda else CPU
-    )
+    """A session on CPU, or asking for CUDA first (check `uses_cuda`: it may fall back).
+
+    A CUDA attempt where CUDA cannot load makes onnxruntime log a screenful of errors through
+    its global logger; with quiet=True that is silenced for this call, and the caller says what
+    happened in one line after checking `uses_cuda`.
+    """
+    if not cuda:
+        return ort.InferenceSession(str(path), settings.session_options(), providers=CPU)
+    providers = [p for p in CUDA if p in ort.get_available_providers()]
+    if quiet:
+        ort.set_default_logger_severity(ORT_FATAL)
+    try:
+        return ort.InferenceSession(str(path), settings.session_options(), providers=providers)
+    finally:
+        if quiet:
+            ort.set_default_logger_severity(ORT_WARNING)
 
 
 def uses_cuda(session: ort.InferenceSession) -> bool:

@@ -17,9 +17,9 @@ import gradio as gr
 import numpy as np
 
 from rowgen import contract
-from rowgen.pictures import panel, side_by_side
+from rowgen.pictures import panel, side_by_side, to_uint8
 from serve.gallery import Sample, load_samples
-from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload, to_uint8
+from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload
 from serve.outputs import PngFiles
 from serve.runtime import ONNXRUNTIME, Model, ModelSet
 

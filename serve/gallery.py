@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from rowgen.datasets import CLASS_NAMES as DATASET_CLASSES
+from rowgen.pictures import to_uint8
 
 SAMPLES_FILE = Path(__file__).resolve().parent / "samples" / "fashion-mnist-test.npz"
 CLASS_NAMES = DATASET_CLASSES["fashion-mnist"]
@@ -25,8 +26,7 @@ class Sample:
 
     def thumbnail(self) -> np.ndarray:
         """(112, 112) uint8 for the gallery."""
-        gray = (self.image * 255.0 + 0.5).astype(np.uint8)
-        return gray.repeat(THUMB_SCALE, axis=0).repeat(THUMB_SCALE, axis=1)
+        return to_uint8(self.image).repeat(THUMB_SCALE, axis=0).repeat(THUMB_SCALE, axis=1)
 
 
 def load_samples(path: Path = SAMPLES_FILE) -> list[Sample]:

@@ -115,8 +115,3 @@ def load_sketch(value: dict | np.ndarray | None) -> np.ndarray:
     if grid.max() < EMPTY_LEVEL:
         raise ImageInputError("the sketch is empty: draw something first")
     return grid
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """(H, W) float in [0, 1] -> uint8, for PNG output."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

@@ -25,9 +25,7 @@ from serve.torchscript import TORCHSCRIPT, TorchScriptModel, torch_available
 
 DEVICES = ("auto", "cuda", "cpu")
 CUDA = "CUDAExecutionProvider"
-CPU = "CPUExecutionProvider"
 ONNXRUNTIME = "onnxruntime"
-ORT_WARNING, ORT_FATAL = 2, 4  # ort's default log severity, and the one that hides errors too
 
 
 Rows = Iterator[tuple[int, np.ndarray]]  # (r, row r of every image (B, 28)) for r = 0..27
@@ -60,19 +58,10 @@ def make_session(path: Path, device: str) -> ort.InferenceSession:
     """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-    wanted = {"auto": [CUDA, CPU], "cuda": [CUDA, CPU], "cpu": [CPU]}[device]
-    providers = [p for p in wanted if p in ort.get_available_providers()]
-    # Under "auto" a CUDA library failing to load is the expected fallback, not news: ort would
-    # print it at error level through its global logger, so silence that for this one call.
-    quiet = device == "auto" and CUDA in providers
-    if quiet:
-        ort.set_default_logger_severity(ORT_FATAL)
-    try:
-        options = sessions.DEFAULT.session_options()  # what bench.speed measured and picked
-        session = ort.InferenceSession(str(path), options, providers=providers)
-    finally:
-        if quiet:
-            ort.set_default_logger_severity(ORT_WARNING)
+    # Under "auto" a CUDA library failing to load is the expected fallback, not news; under
+    # "cuda" onnxruntime's own log says why before DeviceError does. DEFAULT settings are what
+    # bench.speed measured and picked.
+    session = sessions.open_session(path, cuda=device != "cpu", quiet=device == "auto")
     if device == "cuda" and not sessions.uses_cuda(session):
         raise DeviceError(
             "--device cuda: onnxruntime could not use CUDA here (no GPU, or its CUDA/cuDNN "

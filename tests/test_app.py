@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageFile
 
 from rowgen import contract
-from rowgen.pictures import panel
+from rowgen.pictures import panel, to_uint8
 from serve import images
 from serve.__main__ import main
 from serve.app import DRAW, GALLERY, UPLOAD, Handlers, build_app, free_port, launch, picture
@@ -192,10 +192,10 @@ def test_unknown_model_and_backend(handlers: Handlers) -> None:
 
 def test_complete_api_handler(handlers: Handlers, tmp_path: Path) -> None:
     sample = handlers.samples[0].image
-    Image.fromarray(images.to_uint8(sample)).save(tmp_path / "s.png")
+    Image.fromarray(to_uint8(sample)).save(tmp_path / "s.png")
     out = np.asarray(Image.open(handlers.complete_api(str(tmp_path / "s.png"), 10, "gru")))
     assert out.shape == (28, 28) and out.dtype == np.uint8
-    assert np.array_equal(out[:10], images.to_uint8(sample)[:10])
+    assert np.array_equal(out[:10], to_uint8(sample)[:10])
 
 
 @pytest.mark.filterwarnings("ignore:::gradio.queueing")  # pandas deprecations inside gradio
@@ -210,7 +210,7 @@ def test_app_over_http_with_gradio_client(tiny_bundles: Path, tmp_path: Path, mo
     try:
         assert url.startswith("http://127.0.0.1:")
         client = Client(url, verbose=False)
-        sample = images.to_uint8(load_samples()[5].image)
+        sample = to_uint8(load_samples()[5].image)
         Image.fromarray(sample).save(tmp_path / "sample.png")
         path = client.predict(handle_file(str(tmp_path / "sample.png")), 12, "rnn",
                               api_name="/complete")  # fmt: skip
