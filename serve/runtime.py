@@ -25,6 +25,7 @@ from serve.torchscript import TORCHSCRIPT, TorchScriptModel, torch_available
 
 DEVICES = ("auto", "cuda", "cpu")
 CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
 ONNXRUNTIME = "onnxruntime"
 
 
