@@ -11,6 +11,9 @@ batch-first state is converted once, at the edges of `Step`.
     image[:, 0] ─► RNN ─► fc ─► clip ─► where(t+1 < k, image[:, t+1], pred) ─► RNN ─► ...
                     ▲ state ─────────────────────────────────────────────────────┘
 
+At batch 1 a step's cost is mostly per-node overhead on top of one read of the weights, so each
+unrolled step is kept to five nodes after onnxruntime's optimizer (LSTM, MatMul, Add, Clip,
+Where): tensors stay sequence-first, and the known rows and their masks are cut once up front.
 Window mode re-reads the last 14 rows from zero state at every step, as the course's model does.
 Parity with the eager model is checked at export (export.validate), GRU's gate variant included.
 """
@@ -49,20 +52,23 @@ class _Predictor(nn.Module):
         return (h, h) if self.lstm else h
 
     def predict(self, out: torch.Tensor) -> torch.Tensor:
-        return self.fc(out).clamp(0.0, 1.0)  # (B, 28)
+        return self.fc(out).clamp(0.0, 1.0)  # (..., 28)
 
     def step(self, row: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """row (B, 28) -> next_row (B, 28), new state.
+        """row (1, B, 28) -> next_row (1, B, 28), new state; sequence-first, as the op is.
 
-        Stream: state is torch's (L, B, H) tensor or (h, c) tuple, None for zeros.
+        Stream: state is torch's (L, B, H) tensor or (h, c) tuple.
         Window: state is the sequence-first window (14, B, 28) of the rows read so far.
         """
         if self.window_mode:
-            window = torch.cat([state[1:], row[None]], 0)  # (14, B, 28)
+            window = torch.cat([state[1:], row], 0)  # (14, B, 28)
             out, _ = self.rnn(window)  # zero initial state: the course's model
-            return self.predict(out[-1]), window
-        out, state = self.rnn(row[None], state)  # (1, B, H)
-        return self.predict(out[0]), state
+            return self.predict(out[-1:]), window
+        _, state = self.rnn(row, state)
+        # Predict from the top layer's new h (1, B, H), not from the sequence output: that one
+        # has a direction axis in ONNX, and squeezing it costs a node per step.
+        h = state[0] if self.lstm else state  # (L, B, H)
+        return self.predict(h if self.rnn.num_layers == 1 else h[-1:]), state
 
 
 class Step(_Predictor):
@@ -70,25 +76,32 @@ class Step(_Predictor):
 
     def forward(self, row: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.window_mode:
-            next_row, window = self.step(row, state[0].transpose(0, 1))  # (14, B, 28)
-            return next_row, window.transpose(0, 1)
+            next_row, window = self.step(row[None], state[0].transpose(0, 1))  # (14, B, 28)
+            return next_row[0], window.transpose(0, 1)
         inner = tuple(s.transpose(0, 1) for s in state)  # (B, L, H) -> (L, B, H)
-        next_row, new = self.step(row, inner if self.lstm else inner[0])
+        next_row, new = self.step(row[None], inner if self.lstm else inner[0])
         new = new if self.lstm else (new,)
-        return (next_row, *(s.transpose(0, 1) for s in new))
+        return (next_row[0], *(s.transpose(0, 1) for s in new))
 
 
 class Complete(_Predictor):
     """`complete.onnx`: (image, known_rows) -> completed, the 27 steps unrolled (no Loop/If)."""
 
+    def __init__(self, model: RowGenerator) -> None:
+        super().__init__(model)
+        self.register_buffer("row_index", torch.arange(contract.IMAGE_SIZE), persistent=False)
+
     def forward(self, image: torch.Tensor, known_rows: torch.Tensor) -> torch.Tensor:
-        k = known_rows.clamp(contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX)[:, None]  # (B, 1)
-        rows = image.transpose(0, 1)  # (28, B, 28): row t of every image is rows[t]
-        state = self.zero_state(rows[0])
+        # Everything per step stays sequence-first (1, B, ...): the recurrent op's own layout, so
+        # no Squeeze/Unsqueeze per step, and the known-row masks and rows are cut once up front.
+        k = known_rows.clamp(contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX)  # (B,)
+        rows = image.transpose(0, 1).split(1)  # 28 x (1, B, 28): row t of every image
+        given = (self.row_index[:, None, None] < k[None, :, None]).split(1)  # 28 x (1, B, 1)
+        state = self.zero_state(rows[0][0])
         row = rows[0]  # row 0 is always known
         done = [row]
         for t in range(contract.IMAGE_SIZE - 1):  # the call receiving row t predicts row t + 1
             pred, state = self.step(row, state)
-            row = torch.where(k > t + 1, rows[t + 1], pred)  # (B, 28)
+            row = torch.where(given[t + 1], rows[t + 1], pred)  # (1, B, 28)
             done.append(row)
-        return torch.stack(done, 1)  # (B, 28, 28)
+        return torch.cat(done).transpose(0, 1)  # (B, 28, 28)
