@@ -7,8 +7,8 @@ Rows: the course notebook's loop (window LSTM in eager PyTorch, one image at a t
 then the bundle's model as eager PyTorch, TorchScript complete.ts, onnxruntime complete.onnx and
 step.onnx driven from Python, and CUDA rows when a GPU is there. Latency at batch 1 and time
 per image at batch 256 (known_rows 14), then sweeps over known_rows and batch, FLOPs and the
-machine's own matmul rate as the roofline. Writes speed.json, speed.md and speed.png to --out
-and prints the table with the targets as ratios.
+machine's own matmul rate as the roofline, and the batch-1 floor (bench.floor). Writes
+speed.json, speed.md and speed.png to --out and prints the table with the targets as ratios.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import onnxruntime as ort
 import torch
 from tqdm import tqdm
 
-from bench import measure, runners, speed_report
+from bench import floor, measure, runners, speed_report
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle, open_bundle
 from rowgen.config import ModelConfig
@@ -174,11 +174,22 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             f"{COURSE_SWEEP_MAX} here (and at batch {big} in the main table).",
         },
         "roofline": measure.roofline(bundle.config, big, 256 if args.quick else 2048, w, r),
+        "floor": batch1_floor(bundle, settings, w, r),
     }
     if args.ort_options:
         results["ort_options"] = option_sweep(bundle, args.threads, big, w, r)
     results["targets"] = speed_report.targets(results)
     return results
+
+
+def batch1_floor(
+    bundle: Bundle, settings: sessions.OrtSettings, warmup: int, repeats: int
+) -> dict[str, object]:
+    """bench.floor's figures, or why there are none (a window bundle): never a crash."""
+    try:
+        return {"skip": "", **floor.batch1_floor(bundle, settings, warmup, repeats)}
+    except floor.FloorUnavailable as exc:
+        return {"skip": str(exc)}
 
 
 def machine() -> str:

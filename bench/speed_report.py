@@ -107,9 +107,34 @@ def markdown(results: dict) -> str:
             ],
         ),
     ]
+    lines += [
+        "",
+        "## Batch-1 floor: the recurrence alone (onnxruntime, same run)",
+        "",
+        floor_text(results),
+    ]
     if results.get("ort_options"):
         lines += ["", "## onnxruntime session options", "", _options_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def floor_text(results: dict) -> str:
+    """bench.floor's figures and the course-loop ratio they cap, or why there are none."""
+    low = results.get("floor") or {"skip": "not measured"}
+    if low["skip"]:
+        return f"Skipped: {low['skip']}."
+    text = (
+        f"The bundle's recurrent layers alone, {low['steps']} steps inside onnxruntime's own "
+        f"nodes (no head, no fed-back rows, no per-step nodes): {sig(low['ms'])} ms per image, "
+        f"{sig(low['us_per_step'])} µs per step, reading {low['weight_bytes'] / 1e6:.2f} MB of "
+        f"weights per step ({sig(low['weights_gb_per_s'])} GB/s). No fp32 completion in "
+        "onnxruntime can be faster at batch 1"
+    )
+    course = {r["name"]: r for r in results["rows"] if not r["skip"]}.get(COURSE)
+    if course:
+        bound = course["batch1"]["ms"] / low["ms"]
+        text += f", so the course loop / complete.onnx ratio is capped near {bound:.1f}× here"
+    return text + "."
 
 
 def _main_row(row: dict) -> list[str]:
@@ -164,6 +189,9 @@ def plot(results: dict, path: Path) -> None:
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.grid(alpha=0.3, which="both")
+    low = results.get("floor") or {"skip": "not measured"}
+    if not low["skip"]:
+        left.axhline(low["ms"], color="grey", ls="--", lw=1, label="floor: recurrence alone")
     left.set(title="latency per image, batch 1", xlabel="known rows", ylabel="ms (median)")
     right.set(
         title=f"throughput, known_rows {results['known_rows']}",

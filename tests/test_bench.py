@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
 
-from bench import measure, runners, speed, speed_report
+from bench import floor, measure, runners, speed, speed_report
 from rowgen import contract, sessions
 from rowgen.bundle import open_bundle
 from rowgen.config import ModelConfig
@@ -85,11 +86,51 @@ def test_cuda_rows_are_skipped_with_a_reason_without_a_gpu(quick_run: Path) -> N
 def test_quick_run_writes_markdown_and_png(quick_run: Path) -> None:
     report = (quick_run / "speed.md").read_text()
     assert report.startswith("# rowgen speed")
-    for heading in ("| runner |", "## Latency", "## Throughput", "## Roofline", "## Targets"):
+    headings = (
+        "| runner |",
+        "## Latency",
+        "## Throughput",
+        "## Roofline",
+        "## Targets",
+        "## Batch-1",
+    )
+    for heading in headings:
         assert heading in report
     assert runners.ORT_COMPLETE in report
     with Image.open(quick_run / "speed.png") as png:
         assert png.format == "PNG" and png.width > png.height > 100
+
+
+def test_quick_run_times_the_batch1_floor(quick_run: Path) -> None:
+    low = json.loads((quick_run / "speed.json").read_text())["floor"]
+    assert not low["skip"], low["skip"]
+    assert low["steps"] == 27 and low["timing"]["runs"] == 2
+    assert low["ms"] > 0 and low["us_per_step"] > 0 and low["weights_gb_per_s"] > 0
+    assert "capped near" in (quick_run / "speed.md").read_text()
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])  # rnn: two layers
+def test_floor_graph_is_the_models_own_recurrence(tiny_bundles: Path, name: str) -> None:
+    bundle = open_bundle(tiny_bundles / name)
+    alone = floor.recurrence_only(onnx.load(str(bundle.file(contract.STEP_ONNX))))
+    onnx.checker.check_model(alone, full_check=True)
+    session = ort.InferenceSession(alone.SerializeToString(), providers=sessions.CPU)
+    rows = np.random.default_rng(2).random((27, 3, 28), dtype=np.float32)  # (steps, batch, 28)
+    got = session.run(None, {"x": rows})[0]  # (27, 3, H), the top layer's outputs
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    with torch.no_grad():
+        want, _ = model.rnn(torch.from_numpy(rows).transpose(0, 1))  # batch-first (3, 27, H)
+    diff = float(np.abs(got - want.transpose(0, 1).numpy()).max())
+    assert diff <= contract.STEP_TOLERANCE, f"{name}: recurrence alone differs by {diff}"
+    size = sum(p.numel() * 4 for p in model.rnn.parameters())
+    assert floor.weight_bytes(alone) == size
+
+
+def test_floor_of_a_window_bundle_says_why_not(tiny_bundles: Path) -> None:
+    bundle = open_bundle(tiny_bundles / "lstm-window")
+    with pytest.raises(floor.FloorUnavailable, match="window mode"):
+        floor.batch1_floor(bundle, sessions.OrtSettings(threads=1), 0, 1)
+    assert speed.batch1_floor(bundle, sessions.OrtSettings(threads=1), 0, 1)["skip"]
 
 
 def test_runners_of_one_bundle_agree(tiny_bundles: Path) -> None:
