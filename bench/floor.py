@@ -13,6 +13,9 @@ Torch-free; stream-mode bundles only (a window model's step re-reads 14 rows: no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -79,10 +82,26 @@ def weight_bytes(model: onnx.ModelProto) -> int:
     )
 
 
-def batch1_floor(
-    bundle: Bundle, settings: sessions.OrtSettings, warmup: int, repeats: int
-) -> dict[str, object]:
-    """Time one image's 27 recurrent steps alone (see the module docstring)."""
+@dataclass(frozen=True)
+class Floor:
+    """The recurrence-alone program, ready to time: `run()` steps through 27 rows, no more."""
+
+    run: Callable[[], object]
+    weight_bytes: int
+
+    def figures(self, timing: measure.Timing) -> dict[str, object]:
+        return {
+            "steps": STEPS,
+            "weight_bytes": self.weight_bytes,
+            "timing": timing.to_dict(),
+            "ms": timing.median_s * 1e3,
+            "us_per_step": timing.median_s / STEPS * 1e6,
+            "weights_gb_per_s": self.weight_bytes * STEPS / timing.median_s / 1e9,
+        }
+
+
+def prepare(bundle: Bundle, settings: sessions.OrtSettings) -> Floor:
+    """A session on `bundle`'s recurrence alone, fed one image's 27 rows (batch 1)."""
     if bundle.config.mode != "stream":
         raise FloorUnavailable("window mode re-reads 14 rows per step; time a stream bundle")
     model = recurrence_only(onnx.load(str(bundle.file(contract.STEP_ONNX))))
@@ -90,14 +109,4 @@ def batch1_floor(
         model.SerializeToString(), settings.session_options(), providers=sessions.CPU
     )
     rows = np.random.default_rng(0).random((STEPS, 1, contract.IMAGE_SIZE), dtype=np.float32)
-    x = {"x": rows}
-    timing = measure.time_call(lambda: session.run(None, x), warmup, repeats)
-    size = weight_bytes(model)
-    return {
-        "steps": STEPS,
-        "weight_bytes": size,
-        "timing": timing.to_dict(),
-        "ms": timing.median_s * 1e3,
-        "us_per_step": timing.median_s / STEPS * 1e6,
-        "weights_gb_per_s": size * STEPS / timing.median_s / 1e9,
-    }
+    return Floor(lambda: session.run(None, {"x": rows}), weight_bytes(model))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -39,14 +39,35 @@ class Timing:
 
 def time_call(fn: Callable[[], object], warmup: int, repeats: int) -> Timing:
     """Call `fn` `warmup` times untimed, then time `repeats` calls one by one."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    times.sort()
+    return time_in_turns({"": fn}, warmup, repeats, passes=1)[""]
+
+
+def time_in_turns(
+    calls: Mapping[str, Callable[[], object]], warmup: int, repeats: int, passes: int
+) -> dict[str, Timing]:
+    """Time several calls in `passes` passes; in each, every call in turn gets a block of
+    `warmup` untimed and `repeats` timed runs. Each Timing covers all its passes.
+
+    A shared machine's speed drifts over minutes (its neighbours' load); taking turns spreads
+    every call's runs over the same span, so drift hits all alike and their ratios, which the
+    targets are, hold. Blocks rather than single calls in rotation, because torch's and
+    onnxruntime's idle threads spin for a while after a call and would slow whichever runs next:
+    the warm-up runs absorb that.
+    """
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(max(passes, 1)):
+        for name, fn in calls.items():
+            for _ in range(warmup):
+                fn()
+            for _ in range(max(repeats, 1)):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: _timing(found) for name, found in times.items()}
+
+
+def _timing(times: list[float]) -> Timing:
+    times = sorted(times)
     p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
     return Timing(statistics.median(times), p90, len(times))
 

@@ -37,6 +37,8 @@ KNOWN_ROWS = 14
 FULL = {"big": 256, "known": (1, 7, 14, 21, 27), "batches": (1, 4, 16, 64, 256, 1024)}
 QUICK = {"big": 8, "known": (7, 14), "batches": (1, 8)}
 COURSE_SWEEP_MAX = 16  # the course loop's cost is linear in batch (one image at a time)
+PASSES = 3  # passes of the batch-1 headline cells, timed in turns (measure.time_in_turns)
+FLOOR = "floor"  # bench.floor's program, timed in the batch-1 turns beside the runners
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +84,24 @@ def point(candidate: runners.Candidate, batch: int, k: int, warmup: int, repeats
     """Time one runner at one batch and known_rows; per-image figures derived from the median."""
     image, known = inputs(batch, k)
     timing = measure.time_call(lambda: candidate.run(image, known), warmup, repeats)
+    return _figures(candidate, batch, k, timing)
+
+
+def headline(
+    candidates: list[runners.Candidate], low: floor.Floor | None, warmup: int, repeats: int
+) -> tuple[dict[str, dict], measure.Timing | None]:
+    """Batch 1, known_rows 14 for every runner and the floor, timed in turns (PASSES passes):
+    the cells the batch-1 targets divide, so they share the machine's drift."""
+    image, known = inputs(1, KNOWN_ROWS)
+    calls = {c.name: (lambda c=c: c.run(image, known)) for c in candidates}
+    if low:
+        calls[FLOOR] = low.run
+    timings = measure.time_in_turns(calls, warmup, repeats, PASSES)
+    points = {c.name: _figures(c, 1, KNOWN_ROWS, timings.pop(c.name)) for c in candidates}
+    return points, timings.get(FLOOR)
+
+
+def _figures(candidate: runners.Candidate, batch: int, k: int, timing: measure.Timing) -> dict:
     per_image = timing.median_s / batch
     return {
         "batch": batch,
@@ -134,15 +154,16 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     candidates += runners.cuda_candidates(bundle, model, settings)
     w, r, big = args.warmup, args.repeats, sizes["big"]
 
+    low = prepare_floor(bundle, settings)
+    live = [c for c in candidates if c.run is not None]
+    ones, floor_timing = headline(live, None if isinstance(low, str) else low, w, r)
     rows, by_k, by_batch = [], {}, {}
     for c in tqdm(candidates, desc="timing", unit="runner", leave=False):
         if c.run is None:
             rows.append({"name": c.name, "skip": c.skip})
             continue
-        one = point(c, 1, KNOWN_ROWS, w, r)
-        rows.append(
-            {"name": c.name, "skip": "", "batch1": one, "big": point(c, big, KNOWN_ROWS, w, r)}
-        )
+        big_point = point(c, big, KNOWN_ROWS, w, r)
+        rows.append({"name": c.name, "skip": "", "batch1": ones[c.name], "big": big_point})
         by_k[c.name] = [point(c, 1, k, w, r) for k in sizes["known"]]
         by_batch[c.name] = [
             point(c, b, KNOWN_ROWS, w, r)
@@ -174,7 +195,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
             f"{COURSE_SWEEP_MAX} here (and at batch {big} in the main table).",
         },
         "roofline": measure.roofline(bundle.config, big, 256 if args.quick else 2048, w, r),
-        "floor": batch1_floor(bundle, settings, w, r),
+        "floor": {"skip": low}
+        if isinstance(low, str)
+        else {"skip": "", **low.figures(floor_timing)},
+        "passes": PASSES,
     }
     if args.ort_options:
         results["ort_options"] = option_sweep(bundle, args.threads, big, w, r)
@@ -182,14 +206,12 @@ def run_benchmark(args: argparse.Namespace) -> dict:
     return results
 
 
-def batch1_floor(
-    bundle: Bundle, settings: sessions.OrtSettings, warmup: int, repeats: int
-) -> dict[str, object]:
-    """bench.floor's figures, or why there are none (a window bundle): never a crash."""
+def prepare_floor(bundle: Bundle, settings: sessions.OrtSettings) -> floor.Floor | str:
+    """bench.floor's program for the batch-1 turns, or why there is none (a window bundle)."""
     try:
-        return {"skip": "", **floor.batch1_floor(bundle, settings, warmup, repeats)}
+        return floor.prepare(bundle, settings)
     except floor.FloorUnavailable as exc:
-        return {"skip": str(exc)}
+        return str(exc)
 
 
 def machine() -> str:

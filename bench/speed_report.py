@@ -59,7 +59,9 @@ def markdown(results: dict) -> str:
         f"- bundle: {setup['bundle']}; course anchor: {setup['window_model']}",
         f"- onnxruntime session: {setup['ort_settings']}",
         f"- {results['repeats']} timed runs after {results['warmup']} warm-up runs per cell; "
-        f"known_rows {results['known_rows']} unless a column says otherwise",
+        f"known_rows {results['known_rows']} unless a column says otherwise; the batch-1 "
+        f"columns of the main table and the floor: {results.get('passes', 1)} such passes, "
+        "the runners taking turns, so the machine's drift hits them alike",
         f"- FLOPs: {setup['flops_note']}",
         "",
         markdown_table(

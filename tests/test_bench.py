@@ -50,10 +50,10 @@ def test_quick_run_times_every_cpu_runner(quick_run: Path) -> None:
     for name in [*cpu, runners.ORT_STEP]:
         row = rows[name]
         assert not row["skip"], f"{name} skipped: {row['skip']}"
-        for key, batch in (("batch1", 1), ("big", results["big_batch"])):
+        for key, batch, passes in (("batch1", 1, speed.PASSES), ("big", results["big_batch"], 1)):
             point = row[key]
             assert point["batch"] == batch and point["known_rows"] == 14
-            assert point["runs"] == 2
+            assert point["runs"] == 2 * passes
             assert 0 < point["median_s"] <= point["p90_s"], f"{name} {key}: {point}"
             assert point["gflops"] > 0 and point["images_per_s"] > 0
     assert results["threads"] == 1
@@ -104,7 +104,7 @@ def test_quick_run_writes_markdown_and_png(quick_run: Path) -> None:
 def test_quick_run_times_the_batch1_floor(quick_run: Path) -> None:
     low = json.loads((quick_run / "speed.json").read_text())["floor"]
     assert not low["skip"], low["skip"]
-    assert low["steps"] == 27 and low["timing"]["runs"] == 2
+    assert low["steps"] == 27 and low["timing"]["runs"] == 2 * speed.PASSES
     assert low["ms"] > 0 and low["us_per_step"] > 0 and low["weights_gb_per_s"] > 0
     assert "capped near" in (quick_run / "speed.md").read_text()
 
@@ -129,8 +129,8 @@ def test_floor_graph_is_the_models_own_recurrence(tiny_bundles: Path, name: str)
 def test_floor_of_a_window_bundle_says_why_not(tiny_bundles: Path) -> None:
     bundle = open_bundle(tiny_bundles / "lstm-window")
     with pytest.raises(floor.FloorUnavailable, match="window mode"):
-        floor.batch1_floor(bundle, sessions.OrtSettings(threads=1), 0, 1)
-    assert speed.batch1_floor(bundle, sessions.OrtSettings(threads=1), 0, 1)["skip"]
+        floor.prepare(bundle, sessions.OrtSettings(threads=1))
+    assert "window mode" in speed.prepare_floor(bundle, sessions.OrtSettings(threads=1))
 
 
 def test_runners_of_one_bundle_agree(tiny_bundles: Path) -> None:
@@ -177,6 +177,14 @@ def test_time_call_warms_up_then_times_each_run() -> None:
     timing = measure.time_call(lambda: calls.append(1), warmup=3, repeats=7)
     assert len(calls) == 10 and timing.runs == 7
     assert 0 <= timing.median_s <= timing.p90_s
+
+
+def test_time_in_turns_gives_each_call_a_block_per_pass() -> None:
+    order: list[str] = []
+    calls = {name: (lambda n=name: order.append(n)) for name in ("a", "b")}
+    timings = measure.time_in_turns(calls, warmup=1, repeats=2, passes=2)
+    assert "".join(order) == "aaabbbaaabbb"  # per pass: a's warm-up and runs, then b's
+    assert {name: t.runs for name, t in timings.items()} == {"a": 4, "b": 4}
 
 
 def test_targets_are_ratios_of_time_per_image() -> None:
