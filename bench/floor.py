@@ -2,11 +2,11 @@
 
 Used by `python -m bench.speed` (section "Batch-1 floor" of its report). At batch 1 every
 recurrent step multiplies a 1-row input by the full weight matrices, so a step costs about one
-read of the weights, and 27 steps cannot run in parallel. This times the least any fp32
-onnxruntime program can do for one image: the bundle's own LSTM/GRU/RNN nodes, taken out of
-`step.onnx`, fed the 27 input rows as one sequence, so there is no head, no row fed back and no
-per-step node. No completion, which must feed each prediction back, can be faster, so
-`course loop / floor` bounds the batch-1 speed-up reachable in fp32 on the machine.
+read of the weights, and 27 steps cannot run in parallel. This times the recurrence alone, as
+onnxruntime's own kernel runs it: the bundle's LSTM/GRU/RNN nodes, taken out of `step.onnx`,
+fed the 27 input rows as one sequence, so there is no head, no row fed back and no per-step
+node. A completion does all of that and more, so `course loop / floor` is about the most the
+batch-1 speed-up of an fp32 onnxruntime program with these weights can reach on the machine.
 
 Torch-free; stream-mode bundles only (a window model's step re-reads 14 rows: no one floor).
 """
