@@ -18,12 +18,13 @@ HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
+TRITON_OUT ?= $(ARTIFACTS)/triton
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean
+.PHONY: venv train export serve test test-all bench eval load lint format clean triton
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -34,6 +35,9 @@ train: $(STAMP)
 
 export: $(STAMP)
 	$(BIN)/python -m export --artifacts $(ARTIFACTS) $(NAMES)
+
+triton: $(STAMP)
+	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)

@@ -1,0 +1,241 @@
+"""The Triton model repository (`make triton`): schema, ONNX agreement, state wiring, safe writes.
+
+No Triton server runs here: each config is parsed with Triton's own schema, held against its
+ONNX file, and the step model is driven with onnxruntime the way Triton's implicit state would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from export import triton
+from export.triton_check import Graph, TritonConfigError, check_model_dir, problems, read_config
+from rowgen import contract
+from rowgen.bundle import find_bundles, open_bundle
+from tests.conftest import TINY_CONFIGS
+
+ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
+
+
+@pytest.fixture(scope="module")
+def repo(tiny_bundles: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("repo") / "triton"
+    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(out)]) == 0
+    return out
+
+
+def _models(repo: Path) -> list[Path]:
+    return sorted(p for p in repo.iterdir() if p.is_dir())
+
+
+def _configs(repo: Path) -> list[Path]:
+    return [c for m in _models(repo) for c in (m / triton.CONFIG, m / triton.CPU_CONFIG)]
+
+
+def _parse(path: Path) -> mc.ModelConfig:
+    return text_format.Parse(path.read_text(), mc.ModelConfig())  # unknown fields raise
+
+
+def _graph_dims(value: onnx.ValueInfoProto) -> list[int]:
+    return [
+        d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim
+    ]
+
+
+def test_two_models_per_bundle_under_the_serving_names(repo: Path) -> None:
+    names = {m.name for m in _models(repo)}
+    expected = {b + s for b in TINY_CONFIGS for s in ("", contract.STEP_MODEL_SUFFIX)}
+    assert names == expected
+    for model in _models(repo):
+        assert sorted(p.name for p in model.iterdir()) == ["1", "config.pbtxt", "configs"]
+        assert [p.name for p in (model / "1").iterdir()] == ["model.onnx"]
+
+
+def test_every_config_parses_with_tritons_schema(repo: Path) -> None:
+    configs = _configs(repo)
+    assert len(configs) == 2 * len(TINY_CONFIGS) * 2
+    for path in configs:
+        config = _parse(path)
+        model = path.parent if path.name == triton.CONFIG else path.parent.parent
+        assert config.name == model.name, path
+        assert config.backend == "onnxruntime" and config.max_batch_size > 0, path
+        kinds = {g.kind for g in config.instance_group}
+        cpu = path.name == "cpu.pbtxt"
+        assert kinds == {mc.ModelInstanceGroup.KIND_CPU if cpu else mc.ModelInstanceGroup.KIND_GPU}
+
+
+def test_a_config_with_an_unknown_field_or_value_is_rejected(repo: Path, tmp_path: Path) -> None:
+    text = (repo / "lstm" / triton.CONFIG).read_text()
+    for bad in (text + "max_batch: 8\n", text.replace("KIND_GPU", "KIND_TPU")):
+        (tmp_path / "bad.pbtxt").write_text(bad)
+        with pytest.raises(text_format.ParseError):
+            _parse(tmp_path / "bad.pbtxt")
+        with pytest.raises(TritonConfigError, match=r"bad\.pbtxt"):
+            read_config(tmp_path / "bad.pbtxt")
+
+
+def test_configs_agree_with_their_onnx_files(repo: Path) -> None:
+    for path in _configs(repo):
+        config = _parse(path)
+        model = path.parent if path.name == triton.CONFIG else path.parent.parent
+        graph = onnx.load(str(model / "1" / "model.onnx")).graph
+        inputs = {v.name: v for v in graph.input}
+        outputs = {v.name: v for v in graph.output}
+        seq = config.sequence_batching
+        assert len(inputs) == len(config.input) + len(seq.state) + len(seq.control_input), path
+        for io, side in [(i, inputs) for i in config.input] + [(o, outputs) for o in config.output]:
+            value = side[io.name]
+            assert ONNX_DTYPES[value.type.tensor_type.elem_type] == io.data_type, (path, io.name)
+            batch, *dims = _graph_dims(value)
+            assert batch == -1, (path, io.name)  # the batch axis is dynamic in the graph
+            assert (list(io.reshape.shape) if io.HasField("reshape") else list(io.dims)) == dims
+        for state in seq.state:
+            for value in (inputs[state.input_name], outputs[state.output_name]):
+                assert ONNX_DTYPES[value.type.tensor_type.elem_type] == state.data_type
+                assert _graph_dims(value) == [-1, *state.dims], (path, value.name)
+            (init,) = state.initial_state
+            assert init.zero_data and init.name and list(init.dims) == list(state.dims)
+        assert problems(config, Graph.load(model / "1" / "model.onnx")) == [], path
+
+
+def test_configs_use_the_contracts_names(repo: Path, tiny_bundles: Path) -> None:
+    for name in TINY_CONFIGS:
+        config = open_bundle(tiny_bundles / name).config
+        done = _parse(repo / name / triton.CONFIG)
+        assert [i.name for i in done.input] == [s.name for s in contract.complete_inputs()]
+        assert [o.name for o in done.output] == [s.name for s in contract.complete_outputs()]
+        known_rows = done.input[1]
+        assert list(known_rows.dims) == [1] and known_rows.HasField("reshape")
+        assert not known_rows.reshape.shape  # clients send [B, 1]; the graph gets [B]
+        step = _parse(repo / (name + contract.STEP_MODEL_SUFFIX) / triton.CONFIG)
+        ins, outs = contract.step_inputs(config), contract.step_outputs(config)
+        assert [i.name for i in step.input] == [ins[0].name]
+        assert [o.name for o in step.output] == [outs[0].name]
+        pairs = [(s.input_name, s.output_name) for s in step.sequence_batching.state]
+        assert pairs == [(i.name, o.name) for i, o in zip(ins[1:], outs[1:], strict=True)]
+        if config.mode == "window":
+            assert pairs == [("window", "window_out")]
+
+
+def test_model_files_are_the_bundles_bytes(repo: Path, tiny_bundles: Path) -> None:
+    sources = json.loads((repo / triton.MARKER).read_text())["models"]
+    for name in TINY_CONFIGS:
+        for model, file in ((name, contract.COMPLETE_ONNX), (name + "_step", contract.STEP_ONNX)):
+            data = (repo / model / "1" / "model.onnx").read_bytes()
+            assert data == (tiny_bundles / name / file).read_bytes(), model
+            listed = open_bundle(tiny_bundles / name).manifest["files"][file]
+            assert sources[model]["sha256"] == listed["sha256"], model
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _triton_sequence(step: ort.InferenceSession, config: mc.ModelConfig, image, known_rows):
+    """What Triton does for one sequence of `<bundle>_step` calls: the state from the config's
+    zero initial_state, each call's state outputs fed back as the next call's state inputs.
+    The client feeds known rows, then its own predictions; each request has batch 1."""
+    seq = config.sequence_batching
+    state = {s.input_name: np.zeros([1, *s.initial_state[0].dims], np.float32) for s in seq.state}
+    row_in, row_out = config.input[0].name, config.output[0].name
+    rows = [image[0]]
+    for t in range(contract.IMAGE_SIZE - 1):
+        wanted = [row_out, *(s.output_name for s in seq.state)]
+        got = dict(zip(wanted, step.run(wanted, {row_in: rows[-1][None], **state}), strict=True))
+        state = {s.input_name: got[s.output_name] for s in seq.state}
+        rows.append(image[t + 1] if t + 1 < known_rows else got[row_out][0])
+    return np.stack(rows)
+
+
+def test_step_model_with_implicit_state_reproduces_the_complete_model(repo: Path) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.random((3, contract.IMAGE_SIZE, contract.IMAGE_SIZE), dtype=np.float32)
+    known = np.array([[1], [14], [27]], np.int64)  # as a client sends it: dims [1] per sample
+    for name in TINY_CONFIGS:
+        done_config = _parse(repo / name / triton.CONFIG)
+        reshaped = known.reshape(-1, *done_config.input[1].reshape.shape)  # Triton's reshape
+        done = _session(repo / name / "1" / "model.onnx")
+        (expected,) = done.run(None, {"image": images, "known_rows": reshaped})
+        step_dir = repo / (name + contract.STEP_MODEL_SUFFIX)
+        step = _session(step_dir / "1" / "model.onnx")
+        step_config = _parse(step_dir / triton.CONFIG)
+        pairs = zip(images, known[:, 0], strict=True)
+        got = np.stack([_triton_sequence(step, step_config, im, k) for im, k in pairs])
+        diff = float(np.abs(got - expected).max())
+        assert diff <= contract.COMPLETE_TOLERANCE, f"{name}: completed differs by {diff:.3g}"
+
+
+def test_the_checker_catches_what_triton_would_refuse(repo: Path) -> None:
+    graph = Graph.load(repo / "lstm_step" / "1" / "model.onnx")
+    good = _parse(repo / "lstm_step" / triton.CONFIG)
+    breakages = {
+        "state dims": lambda c: c.sequence_batching.state[0].dims.append(1),
+        "initial_state needs a name": lambda c: (
+            c.sequence_batching.state[0].initial_state[0].ClearField("name")
+        ),
+        "control inputs": lambda c: c.sequence_batching.control_input.add(name="START"),
+        "TYPE_INT64": lambda c: setattr(c.input[0], "data_type", mc.TYPE_INT64),
+        "not in the graph": lambda c: setattr(c.output[0], "name", "next"),
+        "preferred batch sizes": lambda c: c.sequence_batching.oldest.preferred_batch_size.append(
+            c.max_batch_size + 1
+        ),
+    }
+    assert problems(good, graph) == []
+    for needle, breakage in breakages.items():
+        config = mc.ModelConfig()
+        config.CopyFrom(good)
+        breakage(config)
+        found = problems(config, graph)
+        assert any(needle in p for p in found), (needle, found)
+
+
+def test_rewrite_replaces_the_repository_whole(tiny_bundles: Path, tmp_path: Path) -> None:
+    out = tmp_path / "triton"
+    args = ["--artifacts", str(tiny_bundles), "--out", str(out)]
+    assert triton.main([*args, "lstm", "gru"]) == 0
+    first = (out / "lstm" / triton.CONFIG).read_text()
+    assert triton.main([*args, "lstm"]) == 0  # NAMES selects exactly what the repository serves
+    assert {m.name for m in _models(out)} == {"lstm", "lstm_step"}
+    assert (out / "lstm" / triton.CONFIG).read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["triton"]  # no temporary folders left
+    check_model_dir(out / "lstm_step")
+
+
+def test_a_bad_bundle_writes_nothing(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(tiny_bundles / "gru", artifacts / "gru")
+    out = artifacts / "triton"
+    assert triton.main(["--artifacts", str(artifacts)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with open(artifacts / "gru" / contract.STEP_ONNX, "ab") as f:
+        f.write(b"\0")
+    assert triton.main(["--artifacts", str(artifacts)]) == 1
+    err = capsys.readouterr().err
+    assert "step.onnx" in err and "left as it was" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert find_bundles(artifacts) == [artifacts / "gru"]  # and no temporary folder left behind
+    assert sorted(p.name for p in artifacts.iterdir()) == ["gru", "triton"]
+
+
+def test_clear_errors(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
+    assert triton.main(["--artifacts", str(tmp_path / "none")]) == 2
+    assert "no bundles" in capsys.readouterr().err
+    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(tmp_path / "r"), "cnn"]) == 1
+    assert "no bundle at" in capsys.readouterr().err
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(other), "gru"]) == 1
+    assert "not written by `make triton`" in capsys.readouterr().err
+    assert (other / "notes.txt").read_text() == "keep me"
+    with pytest.raises(SystemExit):
+        triton.main(["--artifacts", str(tiny_bundles), "--max-batch-size", "0"])
