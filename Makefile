@@ -1,6 +1,7 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
 #   make train export     train the default LSTM and GRU stream models, then bundle them
 #   make test             fast tests (make test-all: slow ones too)
+#   make triton           a Triton model repository of the bundles in artifacts/triton/
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
