@@ -2,11 +2,11 @@
 
 Used by `python -m export.triton` right after writing each model, and by tests/test_triton.py.
 `config.pbtxt` and `configs/*.pbtxt` are parsed strictly into Triton's own schema
-(`model_config_pb2.ModelConfig`; an unknown field is an error), then held against the ONNX graph
-with the rules of Triton's core (model config validation, the sequence batcher's initial state)
-and of its onnxruntime backend: graph inputs = config inputs + states + control inputs, names
-and datatypes equal, dims without the batch axis (inputs: a dynamic graph dim matches any;
-outputs and states: exactly).
+(`model_config_pb2.ModelConfig`; an unknown field is an error), then held against the graph as
+an onnxruntime session sees it (as Triton's backend does), with the rules of Triton's core
+(model config validation, the sequence batcher's initial state) and of its onnxruntime backend:
+graph inputs = config inputs + states + control inputs, names and datatypes equal, dims without
+the batch axis (inputs: a dynamic graph dim matches any; outputs and states: exactly).
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
+import onnxruntime as ort
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-ONNX_TO_TRITON = {
-    onnx.TensorProto.FLOAT: mc.TYPE_FP32,
-    onnx.TensorProto.FLOAT16: mc.TYPE_FP16,
-    onnx.TensorProto.DOUBLE: mc.TYPE_FP64,
-    onnx.TensorProto.INT32: mc.TYPE_INT32,
-    onnx.TensorProto.INT64: mc.TYPE_INT64,
-    onnx.TensorProto.UINT8: mc.TYPE_UINT8,
-    onnx.TensorProto.BOOL: mc.TYPE_BOOL,
+ORT_TO_TRITON = {  # onnxruntime's type strings -> Triton datatypes
+    "tensor(float)": mc.TYPE_FP32,
+    "tensor(float16)": mc.TYPE_FP16,
+    "tensor(double)": mc.TYPE_FP64,
+    "tensor(int32)": mc.TYPE_INT32,
+    "tensor(int64)": mc.TYPE_INT64,
+    "tensor(uint8)": mc.TYPE_UINT8,
+    "tensor(bool)": mc.TYPE_BOOL,
 }
 
 
@@ -42,24 +42,22 @@ class Graph:
 
     @classmethod
     def load(cls, path: Path) -> Graph:
-        graph = onnx.load(str(path), load_external_data=False).graph
-        weights = {init.name for init in graph.initializer}  # not request inputs (IR >= 4)
+        """Read through an onnxruntime session, as Triton's onnxruntime backend reads it."""
+        try:
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's errors share no base class beyond Exception
+            raise TritonConfigError(f"{path}: onnxruntime cannot load it: {exc}") from exc
 
-        def sig(values) -> dict[str, tuple[int, list[int]]]:
+        def sig(args) -> dict[str, tuple[int, list[int]]]:
             return {
-                v.name: (
-                    ONNX_TO_TRITON.get(v.type.tensor_type.elem_type, mc.TYPE_INVALID),
-                    [d.dim_value if d.HasField("dim_value") else -1 for d in _dims(v)],
+                a.name: (
+                    ORT_TO_TRITON.get(a.type, mc.TYPE_INVALID),
+                    [d if isinstance(d, int) else -1 for d in a.shape],
                 )
-                for v in values
-                if v.name not in weights
+                for a in args
             }
 
-        return cls(sig(graph.input), sig(graph.output))
-
-
-def _dims(value: onnx.ValueInfoProto) -> list[onnx.TensorShapeProto.Dimension]:
-    return list(value.type.tensor_type.shape.dim)
+        return cls(sig(session.get_inputs()), sig(session.get_outputs()))
 
 
 def read_config(path: Path) -> mc.ModelConfig:

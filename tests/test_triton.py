@@ -6,6 +6,7 @@ ONNX file, and the step model is driven with onnxruntime the way Triton's implic
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 from pathlib import Path
@@ -17,10 +18,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import triton
+from export import triton, triton_check
 from export.triton_check import Graph, TritonConfigError, check_model_dir, problems, read_config
 from rowgen import contract
 from rowgen.bundle import find_bundles, open_bundle
+from rowgen.config import ModelConfig
 from tests.conftest import TINY_CONFIGS
 
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
@@ -239,3 +241,29 @@ def test_clear_errors(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit):
         triton.main(["--artifacts", str(tiny_bundles), "--max-batch-size", "0"])
+
+
+def test_check_model_dir_names_what_is_wrong(repo: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "gru_renamed"
+    shutil.copytree(repo / "gru", moved)
+    with pytest.raises(TritonConfigError, match="differs from its folder 'gru_renamed'"):
+        check_model_dir(moved)
+    broken = tmp_path / "gru"
+    shutil.copytree(repo / "gru", broken)
+    (broken / "1" / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(TritonConfigError, match="onnxruntime cannot load it"):
+        check_model_dir(broken)
+    shutil.rmtree(broken / "1")
+    with pytest.raises(TritonConfigError, match="no numeric version folder"):
+        check_model_dir(broken)
+
+
+def test_no_tensor_name_is_retyped_in_the_triton_code() -> None:
+    """Names come from rowgen.contract: the modules hold no tensor name as a string literal."""
+    configs = [ModelConfig("lstm", mode) for mode in ("stream", "window")]
+    names = {s.name for c in configs for s in contract.step_inputs(c) + contract.step_outputs(c)}
+    names |= {s.name for s in contract.complete_inputs() + contract.complete_outputs()}
+    for module in (triton, triton_check):
+        tree = ast.parse(Path(module.__file__).read_text())
+        literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
+        assert not names & literals, f"{module.__name__} retypes {sorted(names & literals)}"
