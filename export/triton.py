@@ -67,7 +67,12 @@ def _io(cls: type, spec: contract.TensorSpec) -> mc.ModelInput | mc.ModelOutput:
     return io
 
 
-def _base(name: str, inputs, outputs, batching: Batching) -> mc.ModelConfig:
+def _base(
+    name: str,
+    inputs: list[contract.TensorSpec],
+    outputs: list[contract.TensorSpec],
+    batching: Batching,
+) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend=BACKEND, max_batch_size=batching.max_batch_size)
     config.input.extend(_io(mc.ModelInput, s) for s in inputs)
     config.output.extend(_io(mc.ModelOutput, s) for s in outputs)
@@ -75,9 +80,14 @@ def _base(name: str, inputs, outputs, batching: Batching) -> mc.ModelConfig:
     return config
 
 
-def complete_config(bundle: Bundle, batching: Batching) -> mc.ModelConfig:
-    """`<bundle>`: complete.onnx behind the dynamic batcher."""
-    config = _base(bundle.name, contract.complete_inputs(), contract.complete_outputs(), batching)
+def batched_config(
+    name: str,
+    inputs: list[contract.TensorSpec],
+    outputs: list[contract.TensorSpec],
+    batching: Batching,
+) -> mc.ModelConfig:
+    """A stateless program behind the dynamic batcher (`<bundle>`: complete.onnx)."""
+    config = _base(name, inputs, outputs, batching)
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred())
     config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us
     return config
@@ -111,6 +121,14 @@ def step_config(bundle: Bundle, batching: Batching) -> mc.ModelConfig:
             data_type=state.data_type, dims=dims, zero_data=True, name=f"{state_in.name}_zeros"
         )
     return config
+
+
+def models_for(bundle: Bundle, batching: Batching) -> list[tuple[mc.ModelConfig, str]]:
+    """(config, bundle file) of every Triton model that serves `bundle`."""
+    complete = batched_config(
+        bundle.name, contract.complete_inputs(), contract.complete_outputs(), batching
+    )
+    return [(complete, contract.COMPLETE_ONNX), (step_config(bundle, batching), contract.STEP_ONNX)]
 
 
 def cpu_variant(config: mc.ModelConfig) -> mc.ModelConfig:
@@ -170,11 +188,8 @@ def write_repository(bundles: list[Path], out: Path, batching: Batching) -> dict
     models: dict[str, dict] = {}
     with atomic_folder(out) as tmp:
         for bundle in opened:
-            models[bundle.name] = _write_model(
-                tmp, bundle, complete_config(bundle, batching), contract.COMPLETE_ONNX
-            )
-            step = step_config(bundle, batching)
-            models[step.name] = _write_model(tmp, bundle, step, contract.STEP_ONNX)
+            for config, file in models_for(bundle, batching):
+                models[config.name] = _write_model(tmp, bundle, config, file)
         (tmp / MARKER).write_text(json.dumps({"models": models}, indent=2) + "\n")
     return models
 
