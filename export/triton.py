@@ -36,6 +36,7 @@ CONFIG = "config.pbtxt"
 CPU_CONFIG = Path("configs") / "cpu.pbtxt"  # Triton's custom config: --model-config-name=cpu
 MARKER = ".rowgen-triton.json"  # says a folder is ours to replace; Triton loads folders only
 DTYPES = {"float32": mc.TYPE_FP32, "int64": mc.TYPE_INT64}
+Specs = list[contract.TensorSpec]
 IDLE_US = 5_000_000  # a sequence whose client stops calling frees its slot after 5 s
 
 
@@ -67,27 +68,17 @@ def _io(cls: type, spec: contract.TensorSpec) -> mc.ModelInput | mc.ModelOutput:
     return io
 
 
-def _base(
-    name: str,
-    inputs: list[contract.TensorSpec],
-    outputs: list[contract.TensorSpec],
-    batching: Batching,
-) -> mc.ModelConfig:
+def _base(name: str, ins: Specs, outs: Specs, batching: Batching) -> mc.ModelConfig:
     config = mc.ModelConfig(name=name, backend=BACKEND, max_batch_size=batching.max_batch_size)
-    config.input.extend(_io(mc.ModelInput, s) for s in inputs)
-    config.output.extend(_io(mc.ModelOutput, s) for s in outputs)
+    config.input.extend(_io(mc.ModelInput, s) for s in ins)
+    config.output.extend(_io(mc.ModelOutput, s) for s in outs)
     config.instance_group.add(kind=mc.ModelInstanceGroup.KIND_GPU, count=batching.instances)
     return config
 
 
-def batched_config(
-    name: str,
-    inputs: list[contract.TensorSpec],
-    outputs: list[contract.TensorSpec],
-    batching: Batching,
-) -> mc.ModelConfig:
+def batched_config(name: str, ins: Specs, outs: Specs, batching: Batching) -> mc.ModelConfig:
     """A stateless program behind the dynamic batcher (`<bundle>`: complete.onnx)."""
-    config = _base(name, inputs, outputs, batching)
+    config = _base(name, ins, outs, batching)
     config.dynamic_batching.preferred_batch_size.extend(batching.preferred())
     config.dynamic_batching.max_queue_delay_microseconds = batching.queue_delay_us
     return config
