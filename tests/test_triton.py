@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +26,7 @@ from export.triton_check import Graph, TritonConfigError, check_model_dir, probl
 from rowgen import contract
 from rowgen.bundle import find_bundles, open_bundle
 from rowgen.config import ModelConfig
-from tests.conftest import TINY_CONFIGS
+from tests.conftest import REPO, TINY_CONFIGS
 
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
 
@@ -267,3 +270,62 @@ def test_no_tensor_name_is_retyped_in_the_triton_code() -> None:
         tree = ast.parse(Path(module.__file__).read_text())
         literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
         assert not names & literals, f"{module.__name__} retypes {sorted(names & literals)}"
+
+
+BACKEND_MISSING = "unable to find backend library for backend 'onnxruntime'"
+
+
+def _tritonserver() -> tuple[Path, Path]:
+    """(tritonserver binary, its libraries) as .ci/get-tritonserver unpacks them."""
+    root = Path(os.environ.get("ROWGEN_TRITONSERVER_DIR", REPO / "build" / "pytriton"))
+    binary = root / "pytriton" / "tritonserver" / "bin" / "tritonserver"
+    if not binary.is_file():
+        why = f"no tritonserver at {binary}: run `bash .ci/get-tritonserver`"
+        if os.environ.get("ROWGEN_REQUIRE_TRITONSERVER"):
+            pytest.fail(why)
+        pytest.skip(why)
+    return binary, root / "nvidia_pytriton.libs"
+
+
+def _load_errors(repo: Path, config_name: str, tmp_path: Path) -> dict[str, str]:
+    """Start Triton's server on `repo` and return {model: why it did not load}.
+
+    Auto-completion is off, so Triton's core validates each config in full (schema, names,
+    dims, batching) before it looks for the backend; with no onnxruntime backend installed, a
+    valid model stops at exactly that point. No endpoint is opened.
+    """
+    binary, libs = _tritonserver()
+    backends = tmp_path / "backends"  # empty: the core check only, no backend can load
+    backends.mkdir(exist_ok=True)
+    args = [
+        str(binary),
+        f"--model-repository={repo}",
+        f"--backend-directory={backends}",
+        "--disable-auto-complete-config",
+        "--allow-http=false",
+        "--allow-grpc=false",
+        "--allow-metrics=false",
+        *([f"--model-config-name={config_name}"] if config_name else []),
+    ]
+    env = {**os.environ, "LD_LIBRARY_PATH": str(libs)}
+    run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    log = run.stdout + run.stderr
+    found = re.findall(
+        r"(?:failed to load|Poll failed for model directory) '([^']+)'[^:]*: (.*)", log
+    )
+    assert found, f"tritonserver said nothing about the models:\n{log[-3000:]}"
+    return dict(found)
+
+
+def test_tritons_own_server_validates_every_config(repo: Path, tmp_path: Path) -> None:
+    models = {m.name for m in _models(repo)}
+    for config_name in ("", "cpu"):
+        errors = _load_errors(repo, config_name, tmp_path)
+        assert set(errors) == models, config_name
+        assert all(BACKEND_MISSING in e for e in errors.values()), (config_name, errors)
+    broken = tmp_path / "broken"  # a bad configs/cpu.pbtxt: only --model-config-name=cpu reads it
+    shutil.copytree(repo, broken)
+    cpu = broken / "lstm_step" / triton.CPU_CONFIG
+    cpu.write_text(cpu.read_text().replace("dims: [28]", "dims: [0]", 1))
+    assert BACKEND_MISSING in _load_errors(broken, "", tmp_path)["lstm_step"]
+    assert "dimension must be integer >= 1" in _load_errors(broken, "cpu", tmp_path)["lstm_step"]
