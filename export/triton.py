@@ -19,7 +19,7 @@ import argparse
 import hashlib
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -181,7 +181,8 @@ def write_repository(bundles: list[Path], out: Path, batching: Batching) -> dict
         for bundle in opened:
             for config, file in models_for(bundle, batching):
                 models[config.name] = _write_model(tmp, bundle, config, file)
-        (tmp / MARKER).write_text(json.dumps({"models": models}, indent=2) + "\n")
+        marker = {"batching": asdict(batching), "models": models}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
     return models
 
 

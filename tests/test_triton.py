@@ -215,6 +215,24 @@ def test_rewrite_replaces_the_repository_whole(tiny_bundles: Path, tmp_path: Pat
     check_model_dir(out / "lstm_step")
 
 
+def test_batching_knobs_reach_every_config(tiny_bundles: Path, tmp_path: Path) -> None:
+    out = tmp_path / "triton"
+    knobs = ["--max-batch-size", "8", "--queue-delay-us", "0", "--instances", "2"]
+    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(out), *knobs]) == 0
+    for path in _configs(out):
+        config = _parse(path)
+        assert config.max_batch_size == 8 and config.instance_group[0].count == 2, path
+        batcher = (
+            config.sequence_batching.oldest
+            if config.HasField("sequence_batching")
+            else config.dynamic_batching
+        )
+        assert list(batcher.preferred_batch_size) == [2, 8], path
+        assert batcher.max_queue_delay_microseconds == 0, path
+    assert json.loads((out / triton.MARKER).read_text())["batching"]["max_batch_size"] == 8
+    assert triton.Batching(max_batch_size=1).preferred() == [1]
+
+
 def test_a_bad_bundle_writes_nothing(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     artifacts = tmp_path / "artifacts"
     shutil.copytree(tiny_bundles / "gru", artifacts / "gru")
