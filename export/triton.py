@@ -180,6 +180,11 @@ def write_repository(bundles: list[Path], out: Path, batching: Batching) -> dict
     with atomic_folder(out) as tmp:
         for bundle in opened:
             for config, file in models_for(bundle, batching):
+                if config.name in models:  # e.g. a bundle named `lstm_step` beside `lstm`
+                    raise TritonExportError(
+                        f"two models named {config.name!r} (bundles {models[config.name]['bundle']}"
+                        f" and {bundle.name}); rename one of the bundles"
+                    )
                 models[config.name] = _write_model(tmp, bundle, config, file)
         marker = {"batching": asdict(batching), "models": models}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     batching = Batching(args.max_batch_size, args.queue_delay_us, args.instances)
     try:
         models = write_repository(paths, out, batching)
-    except (BundleError, TritonExportError, TritonConfigError) as exc:
+    except (BundleError, TritonExportError, TritonConfigError, OSError) as exc:
         print(f"error: {exc}; nothing written, {out} left as it was", file=sys.stderr)
         return 1
     for name, source in models.items():

@@ -262,6 +262,12 @@ def test_clear_errors(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit):
         triton.main(["--artifacts", str(tiny_bundles), "--max-batch-size", "0"])
+    clash = tmp_path / "clash"
+    shutil.copytree(tiny_bundles / "gru", clash / "gru")
+    shutil.copytree(tiny_bundles / "lstm", clash / "gru_step")  # the name of gru's step model
+    assert triton.main(["--artifacts", str(clash)]) == 1
+    assert "two models named 'gru_step'" in capsys.readouterr().err
+    assert sorted(p.name for p in clash.iterdir()) == ["gru", "gru_step"]
 
 
 def test_check_model_dir_names_what_is_wrong(repo: Path, tmp_path: Path) -> None:
