@@ -1,7 +1,9 @@
 """The Triton model repository (`make triton`): schema, ONNX agreement, state wiring, safe writes.
 
-No Triton server runs here: each config is parsed with Triton's own schema, held against its
-ONNX file, and the step model is driven with onnxruntime the way Triton's implicit state would.
+No Triton server serves the models here: each config is parsed with Triton's own schema, held
+against its ONNX file, loaded by Triton's own server core up to the onnxruntime backend it lacks
+(the binary `.ci/get-tritonserver` fetches), and the step model is driven with onnxruntime the
+way Triton's implicit state would drive it.
 """
 
 from __future__ import annotations
