@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def onnx_completer(bundle: Bundle, batch_size: int) -> Completer:
-    session = sessions.open_session(bundle.file(contract.COMPLETE_ONNX))
+    session = sessions.open_session(bundle.read(contract.COMPLETE_ONNX))  # the verified bytes
 
     def run(images: np.ndarray, k: int) -> np.ndarray:
         parts = []

@@ -10,7 +10,8 @@ import pytest
 
 from export import build
 from rowgen import contract
-from rowgen.bundle import BundleError, atomic_folder, find_bundles, open_bundle
+from rowgen.bundle import BundleError, find_bundles, open_bundle
+from rowgen.publish import atomic_folder
 from tests.conftest import tiny_model
 from training.checkpoint import save_weights
 
