@@ -14,12 +14,13 @@ EPOCHS ?=
 SEED ?= 0
 NAMES ?=
 ARTIFACTS ?= artifacts
+RUNS ?= runs
 HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
@@ -33,7 +34,7 @@ train: $(STAMP)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
 export: $(STAMP)
-	$(BIN)/python -m export --artifacts $(ARTIFACTS) $(NAMES)
+	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
