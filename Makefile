@@ -19,12 +19,13 @@ HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
+FUZZ_EXAMPLES ?= 5000
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -44,6 +45,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	ROWGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.speed
