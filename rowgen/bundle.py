@@ -157,7 +157,8 @@ def _read_at(folder: int, path: Path, name: str, size: int | None) -> bytes:
     try:
         fd = os.open(name, flags, dir_fd=folder)
     except FileNotFoundError:
-        raise BundleError(f"{path / name} is missing but listed in the manifest") from None
+        listed = " but listed in the manifest" if size is not None else ""
+        raise BundleError(f"{path / name} is missing{listed}") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise BundleError(
