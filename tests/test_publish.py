@@ -79,7 +79,7 @@ class Reader(threading.Thread):
                 self.opened += 1
             except (BundleError, AssertionError) as exc:
                 self.failures.append(repr(exc))
-            time.sleep(0.002)
+            time.sleep(0.01)
 
 
 def test_killed_publisher_always_leaves_a_whole_bundle(tiny_bundles: Path, tmp_path: Path):
