@@ -15,17 +15,19 @@ EPOCHS ?=
 SEED ?= 0
 NAMES ?=
 ARTIFACTS ?= artifacts
+RUNS ?= runs
 HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
 TRITON_OUT ?= $(ARTIFACTS)/triton
+FUZZ_EXAMPLES ?= 5000
 
-TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean triton
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -35,7 +37,7 @@ train: $(STAMP)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
 export: $(STAMP)
-	$(BIN)/python -m export --artifacts $(ARTIFACTS) $(NAMES)
+	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
 triton: $(STAMP)
 	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
@@ -48,6 +50,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	ROWGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.speed

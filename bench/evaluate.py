@@ -25,7 +25,7 @@ from tqdm import tqdm
 from bench import baselines
 from bench.tables import markdown_table, sig
 from rowgen import contract, sessions
-from rowgen.bundle import Bundle, find_bundles, open_bundle
+from rowgen.bundle import Bundle, BundleError, find_bundles, open_bundle
 from rowgen.datasets import CLASS_NAMES
 from training import data, plots
 from training.model import completion_mse
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def onnx_completer(bundle: Bundle, batch_size: int) -> Completer:
-    session = sessions.open_session(bundle.file(contract.COMPLETE_ONNX))
+    session = sessions.open_session(bundle.read(contract.COMPLETE_ONNX))  # the verified bytes
 
     def run(images: np.ndarray, k: int) -> np.ndarray:
         parts = []
@@ -174,15 +174,24 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not pick_bundles(args):
+        print(
+            f"error: no bundles under {args.artifacts} (a bundle is a folder with "
+            f"{contract.MANIFEST}); create them with `make train export`, or pass --artifacts",
+            file=sys.stderr,
+        )
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run_eval(args)
+    try:
+        results = run_eval(args)
+    except (data.DataError, BundleError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # each names the missing file and the fix
+        return 2
     (args.out / "eval.json").write_text(json.dumps(results, indent=2) + "\n")
     report = markdown(results)
     (args.out / "eval.md").write_text(report)
     print(report)
     bundles = [n for n, m in results["methods"].items() if m["kind"].startswith("bundle")]
-    if not bundles:
-        print(f"no bundles found under {args.artifacts}: only the baselines were evaluated")
     print(f"wrote {args.out / 'eval.json'}, eval.md and {len(bundles)} grid PNG(s)")
     return 0
 

@@ -13,6 +13,7 @@ Torch-free; stream-mode bundles only (a window model's step re-reads 14 rows: no
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -104,7 +105,7 @@ def prepare(bundle: Bundle, settings: sessions.OrtSettings) -> Floor:
     """A session on `bundle`'s recurrence alone, fed one image's 27 rows (batch 1)."""
     if bundle.config.mode != "stream":
         raise FloorUnavailable("window mode re-reads 14 rows per step; time a stream bundle")
-    model = recurrence_only(onnx.load(str(bundle.file(contract.STEP_ONNX))))
+    model = recurrence_only(onnx.load(io.BytesIO(bundle.read(contract.STEP_ONNX))))
     session = ort.InferenceSession(
         model.SerializeToString(), settings.session_options(), providers=sessions.CPU
     )

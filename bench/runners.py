@@ -8,6 +8,7 @@ copy to and from the device inside the call, and the copy back waits for the GPU
 from __future__ import annotations
 
 import copy
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,7 +103,7 @@ def ort_steps(session: ort.InferenceSession, bundle: Bundle) -> Runner:
 
 def load_torchscript(bundle: Bundle, device: str) -> torch.jit.ScriptModule:
     with quiet_exporters():
-        return torch.jit.load(str(bundle.file(contract.COMPLETE_TS)), map_location=device)
+        return torch.jit.load(io.BytesIO(bundle.read(contract.COMPLETE_TS)), map_location=device)
 
 
 def _program_flops(config: ModelConfig) -> Callable[[int], int]:
@@ -124,8 +125,8 @@ def cpu_candidates(
         return measure.course_flops(window_net.config, known_rows)
 
     ts = load_torchscript(bundle, "cpu")
-    done = sessions.open_session(bundle.file(contract.COMPLETE_ONNX), settings)
-    step = sessions.open_session(bundle.file(contract.STEP_ONNX), settings)
+    done = sessions.open_session(bundle.read(contract.COMPLETE_ONNX), settings)
+    step = sessions.open_session(bundle.read(contract.STEP_ONNX), settings)
     return [
         Candidate(COURSE, course_loop(window_net), course, one_at_a_time=True),
         Candidate(EAGER, torch_runner(lambda i, k: complete(model, i, k), "cpu"), flops),
@@ -170,7 +171,7 @@ def cuda_candidates(
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         reason = "this onnxruntime build has no CUDAExecutionProvider (install onnxruntime-gpu)"
         return [*found, Candidate(name, None, flops, skip=reason)]
-    session = sessions.open_session(bundle.file(contract.COMPLETE_ONNX), settings, cuda=True)
+    session = sessions.open_session(bundle.read(contract.COMPLETE_ONNX), settings, cuda=True)
     if not sessions.uses_cuda(session):  # listed as available is no proof: the libraries load now
         reason = f"CUDAExecutionProvider not in the session's providers {session.get_providers()}"
         return [*found, Candidate(name, None, flops, skip=reason)]

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from bench import floor, measure, runners, speed_report
 from rowgen import contract, sessions
-from rowgen.bundle import Bundle, open_bundle
+from rowgen.bundle import Bundle, BundleError, open_bundle
 from rowgen.config import ModelConfig
 from training.checkpoint import load_weights
 from training.model import RowGenerator
@@ -127,8 +127,8 @@ def option_sweep(bundle: Bundle, threads: int, big: int, warmup: int, repeats: i
     ]
     found = []
     for settings in dict.fromkeys(variants):  # distinct, in order (threads may already be 1)
-        done = sessions.open_session(bundle.file(contract.COMPLETE_ONNX), settings)
-        step = sessions.open_session(bundle.file(contract.STEP_ONNX), settings)
+        done = sessions.open_session(bundle.read(contract.COMPLETE_ONNX), settings)
+        step = sessions.open_session(bundle.read(contract.STEP_ONNX), settings)
         cases = [
             ("complete.onnx batch 1", runners.ort_complete(done), 1),
             (f"complete.onnx batch {big}", runners.ort_complete(done), big),
@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         results = run_benchmark(args)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # names the bundle and how to make one
+        return 2
     finally:
         torch.set_num_threads(threads_before)
     args.out.mkdir(parents=True, exist_ok=True)

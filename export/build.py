@@ -1,7 +1,7 @@
 """Build one bundle folder from a trained model: programs, files, parity, manifest.
 
 Everything is written into a temporary sibling folder and renamed into place at the end
-(rowgen.bundle.atomic_folder), so a failed or interrupted export keeps the previous bundle.
+(rowgen.publish.atomic_folder), so a failed or interrupted export keeps the previous bundle.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from export.programs import Complete, Step
 from export.validate import validate
 from export.writers import write_onnx, write_torchscript
 from rowgen import contract
-from rowgen.bundle import atomic_folder, write_manifest
+from rowgen.bundle import write_manifest
+from rowgen.publish import atomic_folder
 from training.model import RowGenerator
 
 

@@ -1,28 +1,28 @@
-"""Bundle folders on disk: atomic writing, manifest hashing and verified loading. Torch-free.
+"""Bundle folders on disk: manifest hashing and verified loading. Torch-free.
 
 A bundle is `artifacts/<name>/` with a `manifest.json` that lists every other file's size and
-sha256 (../shared/DESIGN.md). Export writes one with `atomic_folder`; serve and tests open one
-with `open_bundle`, which checks every hash before anything is loaded.
+sha256 (../shared/DESIGN.md). Export writes one (rowgen.publish.atomic_folder swaps it into
+place); serve, bench and tests open one with `open_bundle`, which checks the manifest
+(rowgen.manifest) and every hash before anything is loaded, and hands out the checked bytes.
+
+The hashes protect against corruption and mixed files (a truncated copy, a file from another
+export): they are not a signature. Whoever can write the folder can rewrite the manifest too.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rowgen import contract
 from rowgen.config import ModelConfig
-
-
-class BundleError(RuntimeError):
-    """A bundle is missing, incomplete or altered; the message names the file and the fix."""
+from rowgen.manifest import BundleError, check_manifest
 
 
 def sha256_file(path: Path) -> str:
@@ -49,84 +49,134 @@ def write_manifest(folder: Path, manifest: dict[str, object]) -> dict[str, objec
     return full
 
 
-@contextlib.contextmanager
-def atomic_folder(final: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `final`; on success it replaces `final` by rename.
-
-    An exception (or a kill) before the swap leaves the previous folder untouched: readers only
-    ever see the old bundle or the new one, never half of one.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be read by a server
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its folder, parsed manifest and model config."""
+    """A verified bundle: its folder, parsed manifest, model config and the verified bytes.
+
+    `read(name)` returns a file's bytes exactly as they were hashed by `open_bundle`; runtimes
+    load from those bytes, never by opening the path again, so what was checked is what runs
+    (a file swapped or altered after the check cannot slip in). A bundle's files are a few MB.
+    """
 
     path: Path
     manifest: dict
     config: ModelConfig
+    blobs: Mapping[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         return self.path.name
 
     def file(self, name: str) -> Path:
+        """Where a file lies, for messages and listings; load programs with `read`."""
         return self.path / name
 
+    def read(self, name: str) -> bytes:
+        """The verified bytes of a file the manifest lists."""
+        if name not in self.blobs:
+            raise BundleError(f"{self.path}: the manifest lists no {name}")
+        return self.blobs[name]
 
-def open_bundle(path: Path | str, check_hashes: bool = True) -> Bundle:
-    """Read `manifest.json` and verify every listed file's size and sha256 before any use."""
+
+def open_bundle(path: Path | str) -> Bundle:
+    """Read `manifest.json`, check it, and read and verify every listed file before any use.
+
+    Everything is read through one handle on the folder, so one open sees one bundle even while
+    an export replaces it (rowgen.publish swaps whole folders). If a check fails because the
+    folder was swapped during the read, the read starts over on the new folder.
+    """
     path = Path(path)
     fix = f"re-create it with `make export` (or restore {path} from git)"
-    manifest_path = path / contract.MANIFEST
-    if not manifest_path.is_file():
-        raise BundleError(f"no bundle at {path}: {contract.MANIFEST} is missing; {fix}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); {fix}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != contract.FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise BundleError(f"{manifest_path}: format is {found!r}, expected {contract.FORMAT!r}")
-    files = manifest.get("files", {})
-    for required in contract.BUNDLE_FILES:
-        if required not in files:
-            raise BundleError(f"{path}: manifest lists no {required}; {fix}")
-    if check_hashes:
-        for name, entry in files.items():
-            _verify_file(path / name, entry, fix)
-    try:
-        config = ModelConfig.from_dict(manifest["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{manifest_path}: bad model config ({exc}); {fix}") from exc
-    return Bundle(path=path, manifest=manifest, config=config)
+    for attempt in range(_ATTEMPTS):
+        try:
+            folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise BundleError(
+                f"no bundle at {path}: {contract.MANIFEST} is missing (the folder: "
+                f"{exc.strerror}); {fix}"
+            ) from None
+        try:
+            return _read_bundle(path, folder, fix)
+        except BundleError:
+            if attempt + 1 == _ATTEMPTS or not _replaced(path, folder):
+                raise
+        finally:
+            os.close(folder)
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def _verify_file(file: Path, entry: dict, fix: str) -> None:
-    if not file.is_file():
-        raise BundleError(f"{file} is missing but listed in the manifest; {fix}")
-    size = file.stat().st_size
-    if size != entry.get("bytes"):
-        raise BundleError(
-            f"{file} has {size} bytes, the manifest says {entry.get('bytes')}: "
-            f"the file was changed or truncated; {fix}"
-        )
-    if sha256_file(file) != entry.get("sha256"):
-        raise BundleError(f"{file} does not match its sha256 in the manifest (altered); {fix}")
+_MANIFEST_LIMIT = 1 << 20  # real manifests are ~5 kB; a larger one is not read into memory
+_ATTEMPTS = 3  # an export replacing the bundle mid-read costs one retry; three is plenty
+
+
+def _replaced(path: Path, folder: int) -> bool:
+    """Whether `path` no longer names the folder open as `folder`."""
+    opened = os.fstat(folder)
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+    return (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino)
+
+
+def _read_bundle(path: Path, folder: int, fix: str) -> Bundle:
+    where = path / contract.MANIFEST
+    try:
+        text = _read_at(folder, path, contract.MANIFEST, None)
+    except BundleError as exc:
+        raise BundleError(f"no bundle at {path}: {exc}; {fix}") from None
+    try:
+        manifest = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise BundleError(f"{where} is not valid JSON ({exc}); {fix}") from None
+    try:
+        config = check_manifest(manifest, str(where))
+    except BundleError as exc:
+        raise BundleError(f"{exc}; {fix}") from None
+    blobs = {}
+    for name, entry in manifest["files"].items():
+        try:
+            data = _read_at(folder, path, name, entry["bytes"])
+        except BundleError as exc:
+            raise BundleError(f"{exc}; {fix}") from None
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise BundleError(
+                f"{path / name} does not match its sha256 in the manifest (altered); {fix}"
+            )
+        blobs[name] = data
+    return Bundle(path=path, manifest=manifest, config=config, blobs=blobs)
+
+
+def _read_at(folder: int, path: Path, name: str, size: int | None) -> bytes:
+    """The bytes of `name` in the open folder: a regular file, never through a symlink.
+
+    O_NONBLOCK keeps a FIFO planted under a bundle name from blocking the open; the size is
+    compared before reading, so a huge stray file is refused without being read.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=folder)
+    except FileNotFoundError:
+        listed = " but listed in the manifest" if size is not None else ""
+        raise BundleError(f"{path / name} is missing{listed}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleError(
+                f"{path / name} is a symlink; a bundle holds its own files, not links"
+            ) from None
+        raise BundleError(f"{path / name} cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleError(f"{path / name} is not a regular file")
+        if size is None and info.st_size > _MANIFEST_LIMIT:
+            raise BundleError(f"{path / name} has {info.st_size} bytes: too large for a manifest")
+        if size is not None and info.st_size != size:
+            raise BundleError(
+                f"{path / name} has {info.st_size} bytes, the manifest says {size}: "
+                "the file was changed or truncated"
+            )
+        return f.read()
 
 
 def find_bundles(root: Path | str) -> list[Path]:

@@ -7,6 +7,7 @@ sessions here) run exactly what was measured.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,26 +61,43 @@ DEFAULT = OrtSettings()
 
 ORT_WARNING, ORT_FATAL = 2, 4  # onnxruntime's default log severity, and one that hides errors
 
+Model = Path | str | bytes  # a file, or (what rowgen.bundle hands out) its verified bytes
+
+_cuda_lock = threading.Lock()
+_cuda_loads: bool | None = None  # found out by the first session that asks for CUDA
+
 
 def open_session(
-    path: Path | str, settings: OrtSettings = DEFAULT, cuda: bool = False, quiet: bool = True
+    model: Model, settings: OrtSettings = DEFAULT, cuda: bool = False, quiet: bool = True
 ) -> ort.InferenceSession:
     """A session on CPU, or asking for CUDA first (check `uses_cuda`: it may fall back).
 
-    A CUDA attempt where CUDA cannot load makes onnxruntime log a screenful of errors through
-    its global logger; with quiet=True that is silenced for this call, and the caller says what
-    happened in one line after checking `uses_cuda`.
+    `model` is a path or, better, the bytes `Bundle.read` verified. The log level is set per
+    session (quiet: errors only). A CUDA library that cannot load, though, is reported through
+    onnxruntime's process-wide logger, which the session's level does not reach (measured with
+    onnxruntime 1.31). So the first CUDA request of the process finds out, under a lock and
+    with that logger quieted once; later sessions, including ones opened lazily while requests
+    run, ask only for what loaded and never touch the shared logger.
     """
+    global _cuda_loads
+    source = model if isinstance(model, bytes) else str(model)
+    options = settings.session_options()
+    options.log_severity_level = ORT_FATAL if quiet else ORT_WARNING
     if not cuda:
-        return ort.InferenceSession(str(path), settings.session_options(), providers=CPU)
+        return ort.InferenceSession(source, options, providers=CPU)
     providers = [p for p in CUDA if p in ort.get_available_providers()]
-    if quiet:
-        ort.set_default_logger_severity(ORT_FATAL)
-    try:
-        return ort.InferenceSession(str(path), settings.session_options(), providers=providers)
-    finally:
-        if quiet:
-            ort.set_default_logger_severity(ORT_WARNING)
+    with _cuda_lock:
+        if _cuda_loads is None:
+            if quiet:
+                ort.set_default_logger_severity(ORT_FATAL)
+            try:
+                session = ort.InferenceSession(source, options, providers=providers)
+            finally:
+                if quiet:
+                    ort.set_default_logger_severity(ORT_WARNING)
+            _cuda_loads = uses_cuda(session)
+            return session
+    return ort.InferenceSession(source, options, providers=providers if _cuda_loads else CPU)
 
 
 def uses_cuda(session: ort.InferenceSession) -> bool:

@@ -51,7 +51,7 @@ class Model(Protocol):
     def stream(self, image: np.ndarray, known_rows: np.ndarray) -> Rows: ...
 
 
-def make_session(path: Path, device: str) -> ort.InferenceSession:
+def make_session(model: sessions.Model, device: str) -> ort.InferenceSession:
     """A session on `device` ("auto" tries CUDA then CPU); check `get_providers()` for the truth.
 
     `get_available_providers()` lists CUDA wherever onnxruntime-gpu is installed, GPU or not, so
@@ -62,7 +62,7 @@ def make_session(path: Path, device: str) -> ort.InferenceSession:
     # Under "auto" a CUDA library failing to load is the expected fallback, not news; under
     # "cuda" onnxruntime's own log says why before DeviceError does. DEFAULT settings are what
     # bench.speed measured and picked.
-    session = sessions.open_session(path, cuda=device != "cpu", quiet=device == "auto")
+    session = sessions.open_session(model, cuda=device != "cpu", quiet=device == "auto")
     if device == "cuda" and not sessions.uses_cuda(session):
         raise DeviceError(
             "--device cuda: onnxruntime could not use CUDA here (no GPU, or its CUDA/cuDNN "
@@ -111,7 +111,8 @@ class OrtModel:
         self.bundle: Bundle = open_bundle(path)
         self.name = self.bundle.name
         self.config = self.bundle.config
-        self.step_session = make_session(self.bundle.file(contract.STEP_ONNX), device)
+        # The bytes open_bundle hashed, not a second open of the path (rowgen.bundle.Bundle).
+        self.step_session = make_session(self.bundle.read(contract.STEP_ONNX), device)
         if device == "auto" and not sessions.uses_cuda(self.step_session):
             device = "cpu"  # CUDA did not load: don't pay for the failed attempt twice
         self.device = device
@@ -125,8 +126,8 @@ class OrtModel:
     def complete_session(self) -> ort.InferenceSession:
         with self._lock:  # concurrent first callers wait for the one session
             if self._complete_session is None:
-                path = self.bundle.file(contract.COMPLETE_ONNX)
-                self._complete_session = make_session(path, self.device)
+                program = self.bundle.read(contract.COMPLETE_ONNX)
+                self._complete_session = make_session(program, self.device)
             return self._complete_session
 
     @property

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import warnings
 from collections.abc import Iterator
 
@@ -42,9 +43,12 @@ class TorchScriptModel:
         self.name, self.config = bundle.name, bundle.config
         with warnings.catch_warnings():  # "torch.jit is deprecated": the bundle still ships .ts
             warnings.simplefilter("ignore", FutureWarning)
-            load = torch.jit.load
-            self._complete = load(str(bundle.file(contract.COMPLETE_TS)), map_location=self._device)
-            self._step = load(str(bundle.file(contract.STEP_TS)), map_location=self._device)
+            # The bytes open_bundle hashed, not a second open of the path.
+            self._complete = self._load(bundle.read(contract.COMPLETE_TS))
+            self._step = self._load(bundle.read(contract.STEP_TS))
+
+    def _load(self, program: bytes):
+        return self._torch.jit.load(io.BytesIO(program), map_location=self._device)
 
     @property
     def providers(self) -> list[str]:

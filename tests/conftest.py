@@ -1,16 +1,42 @@
-"""Shared fixtures: tiny random-weight models and bundles, so fast tests need no trained bundle."""
+"""Shared fixtures (tiny random-weight models and bundles) and the property-based test setup.
+
+Fuzzing convention: property-based (hypothesis) tests live in `tests/test_fuzz_<area>.py`. Every
+test in such a file gets the `fuzz` marker here, and every run counts the cases hypothesis ran
+(one line at the end). `make test` runs them with the "rowgen" profile (a few hundred examples
+each); `make fuzz` runs only them with the "fuzz" profile, $ROWGEN_FUZZ_EXAMPLES examples each
+(`make fuzz FUZZ_EXAMPLES=...`). A property test anywhere else is counted but not marked.
+"""
 
 from __future__ import annotations
 
+import collections
+import functools
 import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # gradio must never phone home, in any test.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# No deadline: this 2-core machine is shared, and a slow example is not a failing one.
+settings.register_profile(
+    "rowgen",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "fuzz",
+    parent=settings.get_profile("rowgen"),
+    max_examples=int(os.environ.get("ROWGEN_FUZZ_EXAMPLES", "5000")),
+)
+settings.load_profile("rowgen")  # `--hypothesis-profile fuzz` (make fuzz) replaces it
+FUZZ_FILE_PREFIX = "test_fuzz_"
+CASES: collections.Counter[str] = collections.Counter()  # property test -> cases it ran
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
@@ -59,3 +85,32 @@ def data_dir() -> Path:
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST files at {path} (set ROWGEN_DATA_DIR)")
     return path
+
+
+def _counting(test):
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        CASES[test.__qualname__] += 1
+        return test(*args, **kwargs)
+
+    run.rowgen_counted = True
+    return run
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m fuzz` sees the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of test_fuzz_*.py `fuzz`; count the cases of every hypothesis test."""
+    for item in items:
+        if item.path.name.startswith(FUZZ_FILE_PREFIX):
+            item.add_marker(pytest.mark.fuzz)
+        handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        if handle is not None and not getattr(handle.inner_test, "rowgen_counted", False):
+            handle.inner_test = _counting(handle.inner_test)  # hypothesis allows replacing it
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if CASES:
+        terminalreporter.write_line(
+            f"hypothesis: {sum(CASES.values())} cases run by {len(CASES)} property tests "
+            f"(up to {settings.default.max_examples} generated examples each)"
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import pytest
 
 from export import build
 from rowgen import contract
-from rowgen.bundle import BundleError, atomic_folder, find_bundles, open_bundle
+from rowgen.bundle import BundleError, find_bundles, open_bundle
+from rowgen.publish import atomic_folder
 from tests.conftest import tiny_model
 from training.checkpoint import save_weights
 
@@ -101,3 +104,84 @@ def test_atomic_folder_replaces_only_on_success(tmp_path: Path) -> None:
         (tmp / "x").write_text("three")
     assert (target / "x").read_text() == "three"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def _rewrite(folder: Path, change) -> None:
+    manifest = json.loads((folder / contract.MANIFEST).read_text())
+    change(manifest)
+    (folder / contract.MANIFEST).write_text(json.dumps(manifest))
+
+
+def _list_file(name: str):
+    def change(manifest: dict) -> None:
+        manifest["files"][name] = manifest["files"][contract.WEIGHTS]
+
+    return change
+
+
+def _set(*path_and_value):
+    *path, value = path_and_value
+
+    def change(manifest: dict) -> None:
+        target = manifest
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_list_file("../gru/weights.safetensors"), "not a plain name"),
+        (_list_file("/etc/hostname"), "not a plain name"),
+        (_list_file(".."), "not a plain name"),
+        (_list_file(contract.MANIFEST), "not a plain name"),
+        (_set("files", []), "files must be an object"),
+        (_set("files", contract.WEIGHTS, "bytes", "12"), "bytes must be a size"),
+        (_set("files", contract.WEIGHTS, "sha256", 5), "sha256 must be 64 hex digits"),
+        (_set("config", "hidden", "8"), "config hidden must be int"),
+        (_set("config", "hidden", True), "config hidden must be int"),
+        (_set("config", "cell", "transformer"), "unknown cell"),
+        (_set("config", None), "config must be an object"),
+        (_set("contract", "opset", 11), "contract opset is 11"),
+        (_set("contract", contract.STEP_ONNX, "inputs", 0, "name", "x"), "another contract"),
+        (_set("contract", "tolerance", {"step": 1.0, "complete": 1.0}), "contract tolerance"),
+        (_set("format", "rowgen-bundle/2"), "format is 'rowgen-bundle/2'"),
+        (lambda m: m.pop("config"), "config must be an object"),
+        (lambda m: m["files"].pop(contract.COMPLETE_ONNX), "manifest lists no complete.onnx"),
+    ],
+)
+def test_malformed_manifest_is_a_bundle_error(bundle_copy: Path, change, message: str) -> None:
+    _rewrite(bundle_copy, change)
+    with pytest.raises(BundleError, match=re.escape(message)) as caught:
+        open_bundle(bundle_copy)
+    assert "make export" in str(caught.value)
+
+
+def test_a_symlinked_file_is_refused_even_with_the_right_bytes(
+    bundle_copy: Path, tmp_path: Path
+) -> None:
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.move(bundle_copy / contract.STEP_ONNX, outside)
+    (bundle_copy / contract.STEP_ONNX).symlink_to(outside)
+    with pytest.raises(BundleError, match=r"step\.onnx is a symlink"):
+        open_bundle(bundle_copy)
+
+
+def test_a_fifo_in_place_of_a_file_does_not_hang(bundle_copy: Path) -> None:
+    (bundle_copy / contract.STEP_TS).unlink()
+    os.mkfifo(bundle_copy / contract.STEP_TS)
+    with pytest.raises(BundleError, match=r"step\.ts is not a regular file"):
+        open_bundle(bundle_copy)
+
+
+def test_runtimes_get_the_bytes_that_were_verified(bundle_copy: Path) -> None:
+    bundle = open_bundle(bundle_copy)
+    verified = bundle.read(contract.COMPLETE_ONNX)
+    assert verified == (bundle_copy / contract.COMPLETE_ONNX).read_bytes()
+    (bundle_copy / contract.COMPLETE_ONNX).write_bytes(b"swapped after the check")
+    assert bundle.read(contract.COMPLETE_ONNX) == verified  # no second read of the path
+    with pytest.raises(BundleError, match=r"lists no other\.bin"):
+        bundle.read("other.bin")

@@ -33,13 +33,12 @@ def test_train_then_export_on_real_data(data_dir: Path, tmp_path: Path, cell: st
         "500",
         "--data-dir",
         str(data_dir),
-        "--artifacts",
-        str(artifacts),
         "--runs",
         str(tmp_path / "runs"),
     ]
     assert train_main(argv) == 0
-    assert export_main(["--artifacts", str(artifacts)]) == 0
+    assert not artifacts.exists()  # training publishes nothing; export does, once validated
+    assert export_main(["--runs", str(tmp_path / "runs"), "--artifacts", str(artifacts)]) == 0
     bundle = open_bundle(artifacts / (cell if mode == "stream" else f"{cell}-{mode}"))
     assert bundle.config.cell == cell and bundle.config.mode == mode
     metrics = bundle.manifest["metrics"]

@@ -1,18 +1,24 @@
-"""Training CLI: a smoke run writes a loadable model; a killed run resumes to the same result."""
+"""Training CLI: a smoke run writes a loadable run; a killed run resumes to the same result."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from tqdm import tqdm
 
 from rowgen import contract
+from rowgen.config import ModelConfig
 from tests.idx import write_tiny_dataset
-from training import train
+from training import loop, train
 from training.checkpoint import load_checkpoint, load_weights
+from training.model import RowGenerator
 
 
 def _argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
@@ -32,8 +38,6 @@ def _argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
         "--no-verify",
         "--threads",
         "1",
-        "--artifacts",
-        str(tmp_path / "artifacts"),
         "--runs",
         str(tmp_path / "runs"),
         *extra,
@@ -47,7 +51,7 @@ def tiny_data(tmp_path: Path) -> Path:
 
 def test_smoke_run_writes_loadable_outputs(tmp_path: Path, tiny_data: Path) -> None:
     assert train.main(_argv(tmp_path, tiny_data)) == 0
-    out = tmp_path / "artifacts" / "gru"
+    out = tmp_path / "runs" / "gru"
     model = load_weights(out / contract.WEIGHTS)
     assert model.config.cell == "gru" and model.config.hidden == 8
     summary = json.loads((out / train.TRAINING_JSON).read_text())
@@ -81,8 +85,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     assert len(load_checkpoint(killed / "runs" / "gru" / "checkpoint.pt")["history"]) == 1
 
     assert train.main(_argv(killed, tiny_data, "--resume")) == 0
-    a = load_file(str(straight / "artifacts" / "gru" / contract.WEIGHTS))
-    b = load_file(str(killed / "artifacts" / "gru" / contract.WEIGHTS))
+    a = load_file(str(straight / "runs" / "gru" / contract.WEIGHTS))
+    b = load_file(str(killed / "runs" / "gru" / contract.WEIGHTS))
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
 
@@ -95,3 +99,43 @@ def test_resume_with_other_flags_is_refused(tmp_path: Path, tiny_data: Path) -> 
 def test_missing_data_is_a_clean_exit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert train.main(_argv(tmp_path, tmp_path / "nowhere")) == 2
     assert "lacks" in capsys.readouterr().err
+
+
+class _CountingBar(tqdm):
+    """A bar on a clock that moves 1 s per reading (every update is due for a redraw), which
+    records the count each redraw shows while the epoch runs."""
+
+    shown: ClassVar[list[int]] = []
+    _closing = False
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        clock = itertools.count(self.start_t + 1.0)
+        self._time = lambda: float(next(clock))
+
+    def display(self, *args, **kwargs):
+        if not self._closing:
+            type(self).shown.append(self.n)
+        return super().display(*args, **kwargs)
+
+    def close(self) -> None:
+        self._closing = True
+        super().close()
+
+
+@pytest.mark.parametrize("mode", ["stream", "window"])
+def test_progress_bar_advances_in_every_mode(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    """Every redraw shows a new count, up to the number of batches (no stale 0/N)."""
+    model = RowGenerator(ModelConfig("lstm", mode, 6, 1))
+    images = torch.rand(48, contract.IMAGE_SIZE, contract.IMAGE_SIZE)
+    monkeypatch.setattr(loop, "tqdm", _CountingBar)
+    _CountingBar.shown = []
+    optimizer = torch.optim.Adam(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    batches = math.ceil(len(images) * (14 if mode == "window" else 1) / 16)
+    cpu = torch.device("cpu")
+    loop.train_epoch(model, images, optimizer, 16, False, False, (4, 24), generator, 1.0, cpu, "t")
+    shown = _CountingBar.shown
+    assert shown[0] == 0 and shown[-1] == batches, shown
+    stale = [pair for pair in itertools.pairwise(shown) if pair[0] >= pair[1]]
+    assert not stale, f"a redraw showed a stale count: {shown}"

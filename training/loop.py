@@ -65,16 +65,22 @@ def train_epoch(
     window = model.config.mode == "window"
     n = len(images) * (contract.IMAGE_SIZE - contract.WINDOW if window else 1)
     order = torch.randperm(n, generator=generator)
+    batches = range(0, n, batch_size)
+    # Counted by hand, not by iterating the bar: tqdm's iterator stores `n` only at its own
+    # throttled redraws, and the per-batch set_postfix redrew that stale count (a window-mode
+    # run showed 0/329 through its first 22 batches, every batch). update() keeps `n` exact,
+    # redraws at most once per mininterval, and miniters=1 stops tqdm skipping redraws.
     bar = tqdm(
-        range(0, n, batch_size),
+        total=len(batches),
         desc=desc,
         unit="batch",
         leave=False,
         dynamic_ncols=True,
         mininterval=1.0,
+        miniters=1,
     )
     total, count, start = 0.0, 0, time.perf_counter()
-    for first in bar:
+    for first in batches:
         index = order[first : first + batch_size].to(images.device)
         if window:
             x, y = (t.to(device) for t in window_batch(images, index))
@@ -91,7 +97,9 @@ def train_epoch(
         total += float(loss.detach()) * len(index)
         count += len(index)
         rate = count / (time.perf_counter() - start)
-        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{rate:.0f}")
+        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{rate:.0f}", refresh=False)
+        bar.update()
+    bar.close()
     return {"loss": total / count, "samples_per_s": count / (time.perf_counter() - start)}
 
 

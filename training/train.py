@@ -1,10 +1,12 @@
-"""Train a row generator and write its weights, metrics and pictures to `artifacts/<name>/`.
+"""Train a row generator and write its run (weights, metrics, pictures) to `runs/<name>/`.
 
     python -m training.train --cell lstm                  # rowgen's stream model (default)
     python -m training.train --cell lstm --mode window    # the course's 14-row window model
     make train                                            # the default LSTM and GRU models
 
 Checkpoints go to `runs/<name>/checkpoint.pt` after every epoch; `--resume` continues there.
+Training never writes to `artifacts/`: the bundle being served stays whole until
+`python -m export` has validated a new one from the run and swapped it in.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import torch
 from tqdm import tqdm
 
 from rowgen import contract
-from rowgen.config import CELLS, MODES, ModelConfig
+from rowgen.config import CELLS, MODES
 from rowgen.datasets import CLASS_NAMES
-from training import checkpoint, data, plots
+from training import checkpoint, checks, data, plots
 from training.loop import evaluate, train_epoch
 from training.model import RowGenerator, complete
 from training.recipe import Recipe, default_recipe
@@ -68,7 +70,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--known-rows",
-        type=int,
         nargs=2,
         metavar=("LO", "HI"),
         help="prompt lengths drawn for free-running batches",
@@ -78,14 +79,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--init-from", type=Path, help="course notebook state_dict (rnn.*, fc.*)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="bundles folder")
-    p.add_argument("--runs", type=Path, default=Path("runs"), help="checkpoints folder")
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="runs: checkpoints, weights")
     return p.parse_args(argv)
 
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is visible; use --device cpu or auto")
+        raise checks.UsageError(
+            "--device cuda: no CUDA device is visible; use --device cpu or auto"
+        )
     return torch.device("cuda" if choice != "cpu" and torch.cuda.is_available() else "cpu")
 
 
@@ -103,32 +105,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_one(args: argparse.Namespace, cell: str) -> int:
     """Train one model as the flags say; 0 on success, 2 on a usage or data problem."""
-    config = ModelConfig(cell, args.mode, args.hidden, args.layers)
+    try:
+        return run(args, cell)
+    except (checks.UsageError, data.DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, cell: str) -> int:
+    config = checks.model_config(cell, args.mode, args.hidden, args.layers)
     recipe: Recipe = default_recipe(args.mode).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         free_run_from=args.free_run_from,
         feedback_grad=None if args.feedback_grad is None else bool(args.feedback_grad),
-        known_rows=tuple(args.known_rows) if args.known_rows else None,
+        known_rows=checks.parse_known_rows(args.known_rows) if args.known_rows else None,
     )
+    checks.check_recipe(recipe)
     name = args.name or config.default_name
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
-    try:
-        train = data.load_split(args.dataset, "train", args.data_dir, verify=not args.no_verify)
-        test = data.load_split(args.dataset, "test", args.data_dir, verify=not args.no_verify)
-    except data.DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    train = data.load_split(args.dataset, "train", args.data_dir, verify=not args.no_verify)
+    test = data.load_split(args.dataset, "test", args.data_dir, verify=not args.no_verify)
     train_images = train.images[: args.limit_train].to(device)  # once, not per batch
     test_images, test_labels = test.images[: args.limit_test], test.labels[: args.limit_test]
 
     model = RowGenerator(config).to(device)
     if args.init_from:
-        checkpoint.load_course_state_dict(model, args.init_from)
+        checks.init_from(model, args.init_from)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -137,14 +144,7 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
     ckpt_path = args.runs / name / "checkpoint.pt"
     history: list[dict] = []
     if args.resume:
-        state = checkpoint.load_checkpoint(ckpt_path)
-        if state["config"] != config.to_dict() or state["recipe"] != recipe.to_dict():
-            print(
-                f"error: {ckpt_path} was trained with {state['config']} {state['recipe']}; "
-                "pass the same flags to resume it",
-                file=sys.stderr,
-            )
-            return 2
+        state = checks.resume_state(ckpt_path, config, recipe)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -204,7 +204,7 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     write_outputs(
         model.cpu(),
-        args.artifacts / name,
+        args.runs / name,
         {**meta, "metrics": metrics},
         history,
         recipe,
@@ -216,7 +216,7 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
     print(
         f"trained {name} on {args.dataset} in {total / 60:.1f} min: "
         + ", ".join(f"{k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
-        + f" -> {args.artifacts / name}"
+        + f" -> {args.runs / name} (publish it with `make export`)"
     )
     return 0
 
@@ -231,12 +231,8 @@ def write_outputs(
     test_labels,
     dataset: str,
 ) -> None:
-    """Weights, training.json (meta holds the final metrics) and the two PNGs.
-
-    Also drops a now-stale bundle manifest: the old exports no longer match the weights.
-    """
+    """Weights, training.json (meta holds the final metrics) and the two PNGs, into the run."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / contract.MANIFEST).unlink(missing_ok=True)
     checkpoint.save_weights(model, out / contract.WEIGHTS)
     summary = {
         **meta,
