@@ -18,12 +18,14 @@ HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
+MINUTES ?= 10
+CLIENTS ?= 8
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean
+.PHONY: venv train export serve test test-all bench eval load soak lint format clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -52,6 +54,9 @@ eval: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m bench.load
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -20,7 +20,7 @@ from rowgen import contract
 from rowgen.pictures import panel, side_by_side, to_uint8
 from serve.gallery import Sample, load_samples
 from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload
-from serve.outputs import EmptyFolders, PngFiles
+from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import ONNXRUNTIME, Model, ModelSet
 from serve.sketchpad import checked_sketchpad
 
@@ -32,6 +32,7 @@ CSS = "#result img, #gallery img { image-rendering: pixelated; }"
 # gradio's cache of uploads and output files: every CACHE_SWEEP_S seconds, files older than
 # CACHE_AGE_S go. An upload must outlive its wait in the queue, hence minutes, not seconds.
 CACHE_SWEEP_S, CACHE_AGE_S = 60, 600
+NEVER_S = 10**9  # gradio's periodic sweep, off (serve.outputs.CacheSweeper does it instead)
 
 
 def check_known_rows(value: object) -> int:
@@ -84,7 +85,7 @@ class Handlers:
         self.models = models
         self.samples = samples
         self.pngs = PngFiles() if pngs is None else pngs  # outputs go out as files: see why there
-        self.cache_folders: EmptyFolders | None = None  # set by build_app, once gradio's is known
+        self.cache: CacheSweeper | None = None  # set by build_app, once gradio's cache is known
 
     def pick_sample(self, evt: gr.SelectData) -> tuple[int, str]:
         chosen = self.samples[int(evt.index)]
@@ -97,8 +98,8 @@ class Handlers:
             raise gr.Error(exc.args[0]) from exc
 
     def sweep(self) -> None:
-        if self.cache_folders is not None:
-            self.cache_folders.sweep()
+        if self.cache is not None:
+            self.cache.sweep()
 
     def read_input(
         self, source: str, sample: int | None, upload: str | None, sketch: object, invert: bool
@@ -170,22 +171,23 @@ class Handlers:
 def build_app(
     models: ModelSet,
     samples: list[Sample] | None = None,
-    delete_cache: tuple[int, int] = (CACHE_SWEEP_S, CACHE_AGE_S),
+    cache_sweep: tuple[float, float] = (CACHE_SWEEP_S, CACHE_AGE_S),
     pngs: PngFiles | None = None,
 ) -> gr.Blocks:
     """The whole UI over `models`; launch it with `launch`.
 
-    delete_cache is gradio's (sweep every s, delete files older than s) for its own cache,
-    which it also empties when the server closes; the same times apply to the folders it
-    leaves. pngs: where output pictures are written (default: a new `PngFiles`).
+    cache_sweep: (every s, files older than s) for gradio's cache, emptied of the app's files
+    at exit. pngs: where output pictures go (default: a new `PngFiles`).
     """
     handlers = Handlers(models, load_samples() if samples is None else samples, pngs)
     backend_choices = [(f"{b} ({', '.join(models.providers)})", b) for b in models.backends[:1]]
     backend_choices += [(b, b) for b in models.backends[1:]]
     with gr.Blocks(
-        title="rowgen: image completion", analytics_enabled=False, delete_cache=delete_cache
+        title="rowgen: image completion",
+        analytics_enabled=False,
+        delete_cache=(NEVER_S, NEVER_S),  # only its clean-up at shutdown
     ) as demo:
-        handlers.cache_folders = EmptyFolders(demo.GRADIO_CACHE, *delete_cache)
+        handlers.cache = CacheSweeper(demo, *cache_sweep)
         gr.Markdown(
             "## rowgen: complete a Fashion-MNIST image from its top rows\n"
             "Choose an image, how many top rows the model sees, and a model; the rest is "

@@ -182,8 +182,8 @@ def fit(gray: Image.Image, size: int = contract.IMAGE_SIZE) -> np.ndarray:
     return np.asarray(canvas, dtype=np.float32) / 255.0  # (28, 28)
 
 
-def load_upload(path: Path | str | None, invert: bool = False) -> np.ndarray:
-    """An uploaded file of any size or mode -> (28, 28) float32 in [0, 1]."""
+def load_upload(path: Path | str | bytes | None, invert: bool = False) -> np.ndarray:
+    """An uploaded file (a path, or its bytes) of any size or mode -> (28, 28) float32 in [0, 1]."""
     if path is None:
         raise ImageInputError("no image was uploaded: choose a file first")
     return fit(to_gray(open_image(path), invert))

@@ -9,13 +9,16 @@ Gradio copies a returned file before it answers, so ours only has to outlive tha
 keeps at most `max_files` files and none older than `keep_seconds`, and its folder is deleted
 by `close()`, or at the latest when the process exits.
 
-gradio's own cache is swept by its `delete_cache`, which deletes old files but leaves the
-folder each was in; `EmptyFolders` removes those, or a server running for weeks would gather
-one folder per distinct upload. Used by `serve.app` (`python -m serve`).
+gradio's cache of uploads and outputs is swept by `CacheSweeper` (see it for why not by
+gradio's own `delete_cache`, which the app still turns on for its clean-up at shutdown).
+Used by `serve.app` (`python -m serve`).
 """
 
 from __future__ import annotations
 
+import atexit
+import math
+import os
 import shutil
 import tempfile
 import threading
@@ -30,6 +33,7 @@ from PIL import Image
 
 KEEP_SECONDS = 120.0  # far longer than gradio takes to copy a returned file
 MAX_FILES = 2000  # about 40 MB of pictures at most, whatever the request rate
+EXIT_GRACE_S = 60.0
 
 
 class PngFiles:
@@ -71,30 +75,86 @@ class PngFiles:
         self._cleanup()
 
 
-class EmptyFolders:
-    """Removes empty folders directly under `root` untouched for `age_s`, at most every `every_s`.
+class CacheSweeper:
+    """Deletes gradio's cached files older than `age_s`, then the empty folders they were in.
 
-    `sweep` is called on every request: most calls only read the clock. The age keeps a folder
-    that gradio has just made, and is about to fill, out of reach.
+    gradio's own periodic sweep (`delete_cache`) iterates its sets of cached files while
+    requests add to them; the first clash ("Set changed size during iteration") ends that
+    task for good, seen within a minute of load, and the cache then grows for the rest of the
+    server's life. This sweeper reads a snapshot of each set instead, and also removes the
+    folder gradio made for each file, and the empty spool files its upload route leaves in the
+    cache folder itself (one per upload, seen with gradio 6.31). `sweep` is called on every
+    request; a sweep is due at most every `every_s` and runs in a thread of its own, so no
+    request waits for it. `close` (also run at exit) deletes every file this app put there:
+    gradio's own clean-up at shutdown runs in its server thread, which the process may not
+    wait for (seen: a cache left full after SIGTERM).
     """
 
-    def __init__(self, root: Path | str, every_s: float, age_s: float) -> None:
-        self.root, self.every_s, self.age_s = Path(root), every_s, age_s
+    def __init__(self, blocks, every_s: float, age_s: float) -> None:
+        self.blocks, self.every_s, self.age_s = blocks, every_s, age_s
+        self.root = Path(blocks.GRADIO_CACHE)
         self._next = time.monotonic() + every_s
         self._lock = threading.Lock()
+        atexit.register(self.close)
 
-    def sweep(self) -> int:
-        """Remove the old empty folders if a sweep is due; how many were removed."""
+    def sweep(self) -> None:
+        """Start a sweep in the background if one is due."""
         with self._lock:
             if time.monotonic() < self._next:
-                return 0
+                return
             self._next = time.monotonic() + self.every_s
-        cutoff, removed = time.time() - self.age_s, 0
-        for folder in self.root.glob("*/"):
-            try:
-                if folder.stat().st_mtime < cutoff and not any(folder.iterdir()):
-                    folder.rmdir()
-                    removed += 1
-            except OSError:  # filled or removed meanwhile: not empty, or not ours to remove
+        threading.Thread(target=self.sweep_now, name="cache-sweep", daemon=True).start()
+
+    def close(self) -> None:
+        """Delete every file the app has put in the cache (bar gradio's kept ones) now.
+
+        Another server may share the folder (gradio's default is /tmp/gradio): its orphans
+        younger than EXIT_GRACE_S, perhaps uploads in flight, stay.
+        """
+        self.sweep_now(tracked_cutoff=math.inf, orphan_cutoff=time.time() - EXIT_GRACE_S)
+
+    def sweep_now(
+        self, tracked_cutoff: float | None = None, orphan_cutoff: float | None = None
+    ) -> int:
+        """Delete cached files, orphans and empty folders last changed before the cutoffs
+        (default: `age_s` ago); how many files were deleted."""
+        cutoff = time.time() - self.age_s if tracked_cutoff is None else tracked_cutoff
+        deleted = 0
+        keep: set[str] = set()  # files a component shows (examples, initial values): gradio's rule
+        for block in list(self.blocks.blocks.values()):
+            keep.update(getattr(block, "keep_in_cache", ()))
+        for files in list(self.blocks.temp_file_sets):
+            for file in list(files):  # a snapshot: request threads add to the set meanwhile
+                if file in keep:
+                    continue
+                try:
+                    if os.lstat(file).st_ctime >= cutoff:  # gradio's own rule: a reuse touches it
+                        continue
+                    os.remove(file)
+                    deleted += 1
+                except FileNotFoundError:
+                    pass
+                files.discard(file)  # also keeps the set itself from growing for ever
+        return deleted + sweep_folder(self.root, min(cutoff, orphan_cutoff or cutoff))
+
+
+def sweep_folder(root: Path, cutoff: float) -> int:
+    """Delete files directly in `root` and empty folders under it, last changed before `cutoff`.
+
+    gradio keeps what it tracks one folder down, so a file at the top is an orphan; the cutoff
+    spares a folder that gradio has just made and is about to fill.
+    """
+    deleted = 0
+    for entry in root.iterdir() if root.is_dir() else ():
+        try:
+            if entry.lstat().st_mtime >= cutoff:
                 continue
-        return removed
+            if entry.is_dir():
+                if not any(entry.iterdir()):
+                    entry.rmdir()
+            else:
+                entry.unlink()
+                deleted += 1
+        except OSError:  # filled or removed meanwhile
+            continue
+    return deleted
