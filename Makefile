@@ -22,12 +22,14 @@ DEVICE ?= auto
 PYTEST_ARGS ?=
 TRITON_OUT ?= $(ARTIFACTS)/triton
 FUZZ_EXAMPLES ?= 5000
+MINUTES ?= 10
+CLIENTS ?= 8
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -62,6 +64,9 @@ eval: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m bench.load
+
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -3,13 +3,16 @@
     python -m serve --host 127.0.0.1 --port 7860 --artifacts artifacts --device auto
 
 Every bundle under `--artifacts` is verified (sha256) before anything is served; a missing or
-altered bundle stops start-up with a message naming the file.
+altered bundle stops start-up with a message naming the file. SIGTERM (what a service manager
+sends) stops it as Ctrl-C does: gradio closes the server, and the app's files in gradio's cache
+and its own temporary folder are deleted on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import threading
 
@@ -34,6 +37,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def stop(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: Python's default for it skips every clean-up."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -49,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=models.warm, name="warm", daemon=True).start()  # while gradio starts
     from serve.app import build_app, launch  # gradio is imported only once there is a model
 
+    signal.signal(signal.SIGTERM, stop)
     launch(build_app(models), args.host, args.port, block=True)
     return 0
 

@@ -20,14 +20,19 @@ from rowgen import contract
 from rowgen.pictures import panel, side_by_side, to_uint8
 from serve.gallery import Sample, load_samples
 from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload
-from serve.outputs import PngFiles
+from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import ONNXRUNTIME, Model, ModelSet
+from serve.sketchpad import checked_sketchpad
 
 GALLERY, UPLOAD, DRAW = "Gallery", "Upload", "Draw"
 DEFAULT_KNOWN_ROWS = 14
 SCALE = 8  # each pixel shown as an 8x8 block
 UI_CONCURRENCY, API_CONCURRENCY = 4, 8  # requests run at once per event (sessions are shared)
 CSS = "#result img, #gallery img { image-rendering: pixelated; }"
+# gradio's cache of uploads and output files: every CACHE_SWEEP_S seconds, files older than
+# CACHE_AGE_S go. An upload must outlive its wait in the queue, hence minutes, not seconds.
+CACHE_SWEEP_S, CACHE_AGE_S = 60, 600
+NEVER_S = 10**9  # gradio's periodic sweep, off (serve.outputs.CacheSweeper does it instead)
 
 
 def check_known_rows(value: object) -> int:
@@ -74,10 +79,13 @@ def summary(model: Model, k: int, seconds: float, mse: float | None) -> str:
 class Handlers:
     """The app's event handlers, bound to the served models and the sample gallery."""
 
-    def __init__(self, models: ModelSet, samples: list[Sample]) -> None:
+    def __init__(
+        self, models: ModelSet, samples: list[Sample], pngs: PngFiles | None = None
+    ) -> None:
         self.models = models
         self.samples = samples
-        self.pngs = PngFiles()  # outputs go out as files: see serve.outputs for why
+        self.pngs = PngFiles() if pngs is None else pngs  # outputs go out as files: see why there
+        self.cache: CacheSweeper | None = None  # set by build_app, once gradio's cache is known
 
     def pick_sample(self, evt: gr.SelectData) -> tuple[int, str]:
         chosen = self.samples[int(evt.index)]
@@ -88,6 +96,10 @@ class Handlers:
             return self.models.get(name, backend)
         except (KeyError, ValueError) as exc:
             raise gr.Error(exc.args[0]) from exc
+
+    def sweep(self) -> None:
+        if self.cache is not None:
+            self.cache.sweep()
 
     def read_input(
         self, source: str, sample: int | None, upload: str | None, sketch: object, invert: bool
@@ -119,6 +131,7 @@ class Handlers:
         backend: str,
     ) -> Iterator[tuple[np.ndarray, str]]:
         """Yield (picture, summary) as the rows arrive through `step.onnx` (or `step.ts`)."""
+        self.sweep()
         try:
             k = check_known_rows(known_rows)
         except ValueError as exc:
@@ -145,6 +158,7 @@ class Handlers:
 
     def complete_api(self, image: str | None, known_rows: float, model_name: str) -> str:
         """The `/complete` endpoint: an image file -> a PNG of the completed 28x28 image."""
+        self.sweep()
         try:
             k = check_known_rows(known_rows)
             grid = load_upload(image)
@@ -154,12 +168,26 @@ class Handlers:
         return self.pngs.write(to_uint8(model.complete(grid[None], np.array([k]))[0]))
 
 
-def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Blocks:
-    """The whole UI over `models`; launch it with `launch`."""
-    handlers = Handlers(models, load_samples() if samples is None else samples)
+def build_app(
+    models: ModelSet,
+    samples: list[Sample] | None = None,
+    cache_sweep: tuple[float, float] = (CACHE_SWEEP_S, CACHE_AGE_S),
+    pngs: PngFiles | None = None,
+) -> gr.Blocks:
+    """The whole UI over `models`; launch it with `launch`.
+
+    cache_sweep: (every s, files older than s) for gradio's cache, emptied of the app's files
+    at exit. pngs: where output pictures go (default: a new `PngFiles`).
+    """
+    handlers = Handlers(models, load_samples() if samples is None else samples, pngs)
     backend_choices = [(f"{b} ({', '.join(models.providers)})", b) for b in models.backends[:1]]
     backend_choices += [(b, b) for b in models.backends[1:]]
-    with gr.Blocks(title="rowgen: image completion", analytics_enabled=False) as demo:
+    with gr.Blocks(
+        title="rowgen: image completion",
+        analytics_enabled=False,
+        delete_cache=(NEVER_S, NEVER_S),  # only its clean-up at shutdown
+    ) as demo:
+        handlers.cache = CacheSweeper(demo, *cache_sweep)
         gr.Markdown(
             "## rowgen: complete a Fashion-MNIST image from its top rows\n"
             "Choose an image, how many top rows the model sees, and a model; the rest is "
@@ -189,15 +217,8 @@ def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Block
                         upload = gr.File(label="Image file", file_types=["image"], type="filepath")
                         invert = gr.Checkbox(label="Invert (a dark drawing on a light background)")
                     with gr.Tab(DRAW) as draw_tab:
-                        sketch = gr.Sketchpad(
-                            label="Draw dark on light; the top rows are what the model sees",
-                            image_mode="L",
-                            canvas_size=(280, 280),
-                            fixed_canvas=True,
-                            layers=False,
-                            transforms=(),
-                            brush=gr.Brush(default_size=14, colors=["#000000"], color_mode="fixed"),
-                            elem_id="sketch",
+                        sketch = checked_sketchpad(
+                            "Draw dark on light; the top rows are what the model sees", "sketch"
                         )
                 known_rows = gr.Slider(
                     contract.KNOWN_ROWS_MIN,
@@ -206,7 +227,7 @@ def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Block
                     step=1,
                     label="Known rows",
                 )
-                model = gr.Dropdown(models.names, value=models.names[0], label="Model")
+                model = gr.Dropdown(models.names, value=models.best, label="Model")
                 backend = gr.Dropdown(backend_choices, value=ONNXRUNTIME, label="Backend")
                 run = gr.Button("Complete", variant="primary", elem_id="run")
             with gr.Column(scale=1):
@@ -221,7 +242,7 @@ def build_app(models: ModelSet, samples: list[Sample] | None = None) -> gr.Block
         with gr.Row(visible=False):  # the inputs and output of the /complete API endpoint
             api_image = gr.File(type="filepath")
             api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS, precision=0)
-            api_model = gr.Textbox(value=models.names[0])
+            api_model = gr.Textbox(value=models.best)
             api_out = gr.Image(label="completed", format="png", image_mode="L")
             api_button = gr.Button()
 

@@ -27,6 +27,7 @@ DEVICES = ("auto", "cuda", "cpu")
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ONNXRUNTIME = "onnxruntime"
+RANKING_METRIC = "test_mse_k14"  # the manifest metric that picks the default model (lower wins)
 
 
 Rows = Iterator[tuple[int, np.ndarray]]  # (r, row r of every image (B, 28)) for r = 0..27
@@ -172,6 +173,17 @@ class ModelSet:
     @property
     def names(self) -> list[str]:
         return list(self.models)
+
+    @property
+    def best(self) -> str:
+        """The bundle with the lowest RANKING_METRIC in its manifest; those without it come last."""
+
+        def rank(name: str) -> tuple[bool, float, str]:
+            value = (self.models[name].bundle.manifest.get("metrics") or {}).get(RANKING_METRIC)
+            scored = isinstance(value, (int, float)) and value == value  # not NaN
+            return (not scored, float(value) if scored else 0.0, name)
+
+        return min(self.names, key=rank)
 
     @property
     def backends(self) -> list[str]:

@@ -265,3 +265,16 @@ def test_identical_outputs_are_separate_files(tmp_path: Path) -> None:
     assert first != second
     assert np.array_equal(np.asarray(Image.open(second)), picture_)
     pngs.close()
+
+
+def test_default_model_is_the_best_by_its_own_test_metric(tiny_bundles: Path) -> None:
+    models = load_models(tiny_bundles, "cpu")
+    metrics = {"gru": 0.0301, "lstm": 0.0290, "rnn": None, "lstm-window": float("nan")}
+    for name, mse in metrics.items():
+        models.models[name].bundle.manifest["metrics"] = {"test_mse_k14": mse}
+    assert models.best == "lstm"  # not the alphabetical first, gru
+    del models.models["lstm"].bundle.manifest["metrics"]
+    assert models.best == "gru"  # bundles without the metric come last
+    demo = build_app(models)
+    chooser = next(b for b in demo.blocks.values() if getattr(b, "label", None) == "Model")
+    assert chooser.value == "gru"

@@ -117,9 +117,10 @@ def test_bad_input_shows_a_message_and_the_app_keeps_working(page) -> None:
 
 
 def test_sketch_completion(page) -> None:
+    """The canvas is ready to draw when its tab opens: no tool to find and click first."""
     page.get_by_role("tab", name="Draw").click()
-    page.locator("#sketch button[aria-label='Brush']").click()
     box = page.locator("#sketch canvas").first.bounding_box()
+    assert page.get_by_text("select the draw tool").count() == 0
     cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     for dx in (-20, 0, 20):  # a band down the middle; few moves: each one redraws the canvas
         page.mouse.move(cx + dx, cy - 110)

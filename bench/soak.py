@@ -1,0 +1,274 @@
+"""Soak benchmark: the served app (and the v2 API, when present) under steady load for minutes.
+
+Each target runs as `python -m ...` in its own process, with its own temporary folders
+(TMPDIR, GRADIO_TEMP_DIR), driven by `--clients` callers on loopback for `--minutes`. Prints,
+per target: requests, errors, requests/s, the server's RSS (VmRSS) and temporary-disk use at
+the start (after the first answer) and the end, their peaks, and the disk left after SIGTERM;
+writes `artifacts/bench/soak.json`. Torch-free.
+
+    python -m bench.soak [--minutes 10] [--clients 8] [--artifacts artifacts] [--targets app api]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import numpy as np
+from PIL import Image
+
+from rowgen import contract
+
+KNOWN_ROWS = 14
+SAMPLE_S = 5.0  # how often RSS and disk are read while the load runs
+
+
+def folder_usage(folder: Path) -> tuple[int, int]:
+    """(bytes of the files, number of files and folders) under `folder`."""
+    entries = list(folder.rglob("*")) if folder.is_dir() else []
+    return sum(e.stat().st_size for e in entries if e.is_file()), len(entries)
+
+
+def rss_bytes(pid: int) -> int:
+    """The resident set size of process `pid`, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def app_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int], None]:
+    """Requests to the web app: `/complete` and the streaming `/stream` in turn."""
+    from gradio_client import Client, handle_file
+
+    from serve.app import UPLOAD
+
+    client = Client(url, verbose=False, download_files=str(downloads))
+
+    def call(i: int) -> None:
+        image = handle_file(str(images[i % len(images)]))
+        if i % 2:
+            client.predict(image, KNOWN_ROWS, api_name="/complete")
+        else:
+            client.submit(UPLOAD, image, None, False, KNOWN_ROWS, "lstm", "onnxruntime",
+                          api_name="/stream").result()  # fmt: skip
+
+    return call
+
+
+def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int], None]:
+    """Requests to the Open Inference Protocol v2 API: `complete` of the first bundle."""
+    grids = [np.asarray(Image.open(p), np.float32) / 255.0 for p in images]
+    with urllib.request.urlopen(f"{url}v2/models", timeout=30) as answer:
+        model = json.load(answer)["models"][0]["name"]
+    image_in, rows_in = (s.name for s in contract.complete_inputs())
+
+    def call(i: int) -> None:
+        body = {
+            "inputs": [
+                {"name": image_in, "datatype": "FP32", "shape": [1, 28, 28],
+                 "data": grids[i % len(grids)].ravel().tolist()},
+                {"name": rows_in, "datatype": "INT64", "shape": [1], "data": [KNOWN_ROWS]},
+            ]
+        }  # fmt: skip
+        request = urllib.request.Request(
+            f"{url}v2/models/{model}/infer",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            json.load(answer)
+
+    return call
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    module: str  # run as `python -m <module> --port P --artifacts A`
+    caller: Callable[[str, list[Path], Path], Callable[[int], None]]
+
+
+TARGETS = {"app": Target("app", "serve", app_caller), "api": Target("api", "serve.api", api_caller)}
+
+
+def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300.0) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server at {url} did not start") from None
+            time.sleep(1.0)
+
+
+def sample(server: subprocess.Popen, folders: list[Path]) -> dict:
+    disk = [folder_usage(f) for f in folders]
+    return {
+        "rss_mb": round(rss_bytes(server.pid) / 2**20, 1),
+        "disk_mb": round(sum(d[0] for d in disk) / 2**20, 2),
+        "disk_entries": sum(d[1] for d in disk),
+    }
+
+
+def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Path) -> dict:
+    """Start `target`, load it for `seconds`, stop it with SIGTERM; the figures as data."""
+    from serve.app import free_port
+
+    work = root / target.name
+    folders = [work / "tmp", work / "gradio"]
+    for folder in folders:
+        folder.mkdir(parents=True)
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(folders[0]), "GRADIO_TEMP_DIR": str(folders[1])}
+    command = [sys.executable, "-m", target.module, "--port", str(port), "--artifacts", artifacts]
+    log = (work / "server.log").open("wb")  # a file, not a pipe: a full pipe would stall it
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    images = sorted((root / "images").glob("*.png"))
+    counts = {"requests": 0, "errors": 0, "examples": set()}
+    lock = threading.Lock()
+    try:
+        wait_until_up(url, server)
+        target.caller(url, images, root / "warm")(1)  # loads what the first request needs
+        start = sample(server, folders)
+        peak = dict(start)
+        deadline = time.monotonic() + seconds
+
+        def client(c: int) -> None:
+            call = target.caller(url, images, root / f"{target.name}-{c}")
+            i = c
+            while time.monotonic() < deadline:
+                try:
+                    call(i)
+                    error = None
+                except Exception as exc:  # counted: the server's answers are what is measured
+                    error = f"{type(exc).__name__}: {exc}"[:200]
+                with lock:
+                    counts["requests"] += 1
+                    if error:
+                        counts["errors"] += 1
+                        counts["examples"].add(error)
+                i += clients
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        for thread in threads:
+            thread.start()
+        while any(t.is_alive() for t in threads):
+            time.sleep(SAMPLE_S)
+            now = sample(server, folders)
+            peak = {k: max(peak[k], now[k]) for k in peak}
+        end = sample(server, folders)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+    stopped = {"disk_mb": sample_disk(folders)}
+    return {
+        "target": target.name,
+        "clients": clients,
+        "seconds": seconds,
+        "requests": counts["requests"],
+        "errors": counts["errors"],
+        "error_examples": sorted(counts["examples"])[:5],
+        "requests_per_s": round(counts["requests"] / seconds, 2),
+        "start": start,
+        "end": end,
+        "peak": peak,
+        "after_stop": stopped,
+        "exit_code": server.returncode,
+    }
+
+
+def sample_disk(folders: list[Path]) -> float:
+    return round(sum(folder_usage(f)[0] for f in folders) / 2**20, 2)
+
+
+def write_images(folder: Path, count: int = 64) -> None:
+    """Distinct prompts: equal uploads would share one cached file and hide disk growth."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image = (rng.random((28, 28)) * 255).astype(np.uint8)
+        Image.fromarray(image).save(folder / f"prompt{i}.png")
+
+
+def table(results: list[dict]) -> str:
+    header = ["target", "requests", "errors", "req/s", "RSS start → end (peak), MB",
+              "temp disk start → end (peak), MB", "temp disk after stop, MB"]  # fmt: skip
+    rows = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for r in results:
+        s, e, p = r["start"], r["end"], r["peak"]
+        rows.append(
+            f"| {r['target']} | {r['requests']} | {r['errors']} | {r['requests_per_s']} "
+            f"| {s['rss_mb']} → {e['rss_mb']} ({p['rss_mb']}) "
+            f"| {s['disk_mb']} → {e['disk_mb']} ({p['disk_mb']}) | {r['after_stop']['disk_mb']} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.soak", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long to load each target")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent callers per target")
+    parser.add_argument("--artifacts", default="artifacts", help="bundles the servers load")
+    parser.add_argument("--targets", nargs="+", choices=sorted(TARGETS), default=["app", "api"])
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/soak.json"))
+    args = parser.parse_args(argv)
+
+    targets = []
+    for name in args.targets:
+        if importlib.util.find_spec(TARGETS[name].module) is None:
+            print(f"soak: {name}: skipped, no module {TARGETS[name].module} in this tree")
+        else:
+            targets.append(TARGETS[name])
+    seconds = args.minutes * 60.0
+    with tempfile.TemporaryDirectory(prefix="rowgen-soak-") as tmp:
+        root = Path(tmp)
+        write_images(root / "images")
+        tempfile.tempdir = str(root)  # the clients' own temporary files stay in here too
+        results: list[dict] = [{}] * len(targets)
+
+        def run(i: int) -> None:
+            results[i] = soak(targets[i], args.artifacts, args.clients, seconds, root)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(targets))]
+        for thread in threads:  # the targets run side by side, each with its own clients
+            thread.start()
+        for thread in threads:
+            thread.join()
+        tempfile.tempdir = None
+    if not all(results):
+        print("soak: a target failed to run", file=sys.stderr)
+        return 1
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"minutes": args.minutes, "results": results}, indent=2) + "\n")
+    print(f"{args.clients} clients per target for {args.minutes:g} min -> {args.out}")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
