@@ -2,6 +2,7 @@
 
     python -m export                 # every folder of artifacts/ holding weights.safetensors
     python -m export lstm gru        # just these
+    python -m export --from-state-dict net.pth --name course   # the course notebook's model
     make export
 
 Writes step.onnx, complete.onnx, step.ts, complete.ts and manifest.json beside the weights;
@@ -15,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from export import course
 from export.build import build_bundle
 from export.errors import ExportError
 from rowgen import contract
@@ -27,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
     p.add_argument("names", nargs="*", help="bundle names (default: all trained models)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="bundles folder")
+    course.add_arguments(p)
     args = p.parse_args(argv)
+    if args.from_state_dict:
+        if args.names:
+            p.error("--from-state-dict builds one bundle, named by --name; drop the names")
+        return from_state_dict(args)
     names = args.names or sorted(
         d.name for d in args.artifacts.glob("*") if (d / contract.WEIGHTS).is_file()
     )
@@ -66,6 +73,25 @@ def main(argv: list[str] | None = None) -> int:
             f"complete {worst_done:.1e} (onnxruntime vs eager) -> {folder}"
         )
     return 1 if failed else 0
+
+
+def from_state_dict(args: argparse.Namespace) -> int:
+    try:
+        manifest, scored = course.export_state_dict(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        print(f"error: {args.name}: export failed, previous bundle kept: {exc}", file=sys.stderr)
+        return 1
+    metrics = manifest["metrics"]
+    mse = ", ".join(f"k={k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
+    print(
+        f"exported {args.name} from {args.from_state_dict} -> {args.artifacts / args.name}; "
+        + (f"test MSE {mse} ({scored})" if metrics else scored)
+        + f"; serve it: make serve ARTIFACTS={args.artifacts}"
+    )
+    return 0
 
 
 if __name__ == "__main__":
