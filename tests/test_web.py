@@ -11,6 +11,7 @@ Skipped without chromium (unless ROWGEN_REQUIRE_BROWSER=1) or without `npm ci` i
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -22,8 +23,9 @@ import numpy as np
 import pytest
 
 from rowgen import contract
+from rowgen.bundle import BundleError
 from serve.gallery import load_samples
-from serve.web import WEB, make_server
+from serve.web import WEB, SetupError, make_server
 from tests import npm
 from tests.chromium import LOCAL_HOSTS, TIMEOUT_MS, open_chromium
 
@@ -227,3 +229,13 @@ def test_server_types_and_policy(url: str) -> None:
         with urllib.request.urlopen(url + path) as response:
             assert response.headers["Content-Type"].startswith(kind), path
             assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+def test_server_refuses_to_start_on_a_bad_folder(tmp_path: Path) -> None:
+    npm.require_packages(WEB, "onnxruntime-web")
+    with pytest.raises(SetupError, match="no bundles under"):
+        make_server(tmp_path, port=0)
+    shutil.copytree(REPO / "artifacts" / "gru", tmp_path / "gru")
+    (tmp_path / "gru" / contract.STEP_ONNX).write_bytes(b"altered")
+    with pytest.raises(BundleError, match=r"step\.onnx has 7 bytes"):
+        make_server(tmp_path, port=0)
