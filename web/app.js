@@ -88,9 +88,12 @@ function toPixels(source, width, height, n, invert) {
   return pixels;
 }
 
+const chosen = { gallery: null, upload: null }; // each tab keeps its own image
+
 function setInput(pixels, origin) {
   state.input = pixels;
   state.origin = origin;
+  if (state.tab in chosen) chosen[state.tab] = { pixels, origin };
   showInput();
 }
 
@@ -106,7 +109,7 @@ function size() {
 }
 
 async function uploaded(file) {
-  state.input = null;
+  state.input = chosen.upload = null;
   if (!file) return say("no file was chosen: choose an image file first", true);
   if (file.size === 0) return say(`${file.name} is empty`, true);
   if (file.size > MAX_UPLOAD) {
@@ -186,7 +189,11 @@ function chooseTab(tab) {
   state.tab = tab;
   for (const b of document.querySelectorAll("[data-tab]")) b.setAttribute("aria-selected", b.dataset.tab === tab);
   for (const t of ["gallery", "upload", "draw"]) $(`tab-${t}`).hidden = t !== tab;
-  if (tab === "upload") state.input = null;
+  if (tab === "draw") return; // the drawing is read when Complete is clicked
+  state.input = chosen[tab]?.pixels ?? null;
+  state.origin = chosen[tab]?.origin;
+  if (state.input) showInput();
+  else $("input").getContext("2d").clearRect(0, 0, $("input").width, $("input").height);
 }
 
 function buildGallery(n) {
