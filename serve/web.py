@@ -28,8 +28,8 @@ from rowgen.pictures import to_uint8
 from serve.gallery import load_samples
 
 REPO = Path(__file__).resolve().parent.parent
-WEB = REPO / "web"
-ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
+WEB = REPO / "web"  # the page's folder in a checkout; --web points elsewhere
+ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"  # inside the page's folder
 ORT_FILE = re.compile(r"ort[\w.-]*\.(mjs|wasm)")  # the ES module and its WASM, no maps or CJS
 PAGE_FILE = re.compile(r"[\w-]+\.(html|js|css|png)")
 BUNDLE_FILES = (contract.MANIFEST, contract.STEP_ONNX, contract.COMPLETE_ONNX)
@@ -86,8 +86,10 @@ class Handler(BaseHTTPRequestHandler):
 
     server_version = "rowgen-web"
 
-    def __init__(self, *args, files: dict[str, Path], generated: dict[str, bytes], **kw) -> None:
-        self.files, self.generated = files, generated
+    def __init__(
+        self, *args, web: Path, files: dict[str, Path], generated: dict[str, bytes], **kw
+    ) -> None:
+        self.web, self.files, self.generated = web, files, generated
         super().__init__(*args, **kw)
 
     def do_GET(self) -> None:
@@ -104,12 +106,13 @@ class Handler(BaseHTTPRequestHandler):
         if path in self.files:
             return self.files[path]
         if path == "/":
-            return WEB / "index.html"
+            return self.web / "index.html"
         head, _, name = path.rpartition("/")
-        if head == "" and PAGE_FILE.fullmatch(name) and (WEB / name).is_file():
-            return WEB / name
-        if head == "/ort" and ORT_FILE.fullmatch(name) and (ORT_DIST / name).is_file():
-            return ORT_DIST / name
+        if head == "" and PAGE_FILE.fullmatch(name) and (self.web / name).is_file():
+            return self.web / name
+        dist = self.web / ORT_DIST
+        if head == "/ort" and ORT_FILE.fullmatch(name) and (dist / name).is_file():
+            return dist / name
         return None
 
     def send(self, status: HTTPStatus, body: bytes, suffix: str) -> None:
@@ -128,14 +131,21 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(
-    artifacts: Path | str, host: str = "127.0.0.1", port: int = 8000, verbose: bool = False
+    artifacts: Path | str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    verbose: bool = False,
+    web: Path = WEB,
 ) -> ThreadingHTTPServer:
     """A ready server (not yet serving): call `serve_forever`, or run it in a thread."""
-    if not (ORT_DIST / "ort.wasm.min.mjs").is_file():
-        raise SetupError(f"onnxruntime-web is not installed: run `npm ci` in {WEB}")
+    if not (web / "index.html").is_file():
+        raise SetupError(f"no page at {web}: pass --web, the repository's web/ folder")
+    if not (web / ORT_DIST / "ort.wasm.min.mjs").is_file():
+        raise SetupError(f"onnxruntime-web is not installed: run `npm ci` in {web}")
     files = collect_files(Path(artifacts))
     generated = {"/bundles.json": bundle_index(files), "/samples.json": samples_json()}
-    server = ThreadingHTTPServer((host, port), partial(Handler, files=files, generated=generated))
+    handler = partial(Handler, web=Path(web), files=files, generated=generated)
+    server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     server.verbose = verbose  # type: ignore[attr-defined]
     return server
@@ -146,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to bind")
     p.add_argument("--port", type=int, default=8000, help="port to bind")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="bundles folder")
+    p.add_argument("--web", type=Path, default=WEB, help="the page's folder (web/, npm ci'd)")
     p.add_argument("--verbose", action="store_true", help="log every request")
     args = p.parse_args(argv)
     try:
-        server = make_server(args.artifacts, args.host, args.port, args.verbose)
+        server = make_server(args.artifacts, args.host, args.port, args.verbose, args.web)
     except (SetupError, BundleError) as exc:
         print(f"web: {exc}", file=sys.stderr)
         return 2
