@@ -2,6 +2,8 @@
 #   make train export     train the default LSTM and GRU stream models, then bundle them
 #   make test             fast tests (make test-all: slow ones too)
 #   make triton           a Triton model repository of the bundles in artifacts/triton/
+#   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
+#   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -19,6 +21,9 @@ RUNS ?= runs
 HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
+WEB_PORT ?= 8000
+STATE_DICT ?= net.pth
+COURSE_NAME ?= course
 PYTEST_ARGS ?=
 TRITON_OUT ?= $(ARTIFACTS)/triton
 FUZZ_EXAMPLES ?= 5000
@@ -29,7 +34,9 @@ TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED)
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak
+WEB_NPM := web/node_modules/.package-lock.json
+
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -46,6 +53,14 @@ triton: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
+
+web: $(STAMP) $(WEB_NPM)
+	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
+$(WEB_NPM): web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+course: $(STAMP)
+	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

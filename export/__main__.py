@@ -2,6 +2,7 @@
 
     python -m export                 # every run in runs/ with weights (none: re-export bundles)
     python -m export lstm gru        # just these: from runs/<name>/, else the bundle's own weights
+    python -m export --from-state-dict net.pth --name course   # the course notebook's model
     make export
 
 Writes step.onnx, complete.onnx, step.ts, complete.ts and manifest.json beside a copy of the
@@ -19,6 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from export import course
 from export.build import build_bundle
 from export.errors import ExportError
 from rowgen import contract
@@ -105,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="*", help="bundle names (default: every trained run)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="training runs folder")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="bundles folder")
+    course.add_arguments(p)
     args = p.parse_args(argv)
+    if args.from_state_dict:
+        if args.names:
+            p.error("--from-state-dict builds one bundle, named by --name; drop the names")
+        return from_state_dict(args)
     try:
         sources = find_sources(args.names, args.runs, args.artifacts)
     except SourceError as exc:
@@ -144,6 +151,25 @@ def main(argv: list[str] | None = None) -> int:
             f"-> {args.artifacts / source.name}"
         )
     return status
+
+
+def from_state_dict(args: argparse.Namespace) -> int:
+    try:
+        manifest, scored = course.export_state_dict(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ExportError as exc:
+        print(f"error: {args.name}: export failed, previous bundle kept: {exc}", file=sys.stderr)
+        return 1
+    metrics = manifest["metrics"]
+    mse = ", ".join(f"k={k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
+    print(
+        f"exported {args.name} from {args.from_state_dict} -> {args.artifacts / args.name}; "
+        + (f"test MSE {mse} ({scored})" if metrics else scored)
+        + f"; serve it: make serve ARTIFACTS={args.artifacts}"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -71,6 +71,7 @@ def write_onnx(
             else:
                 dim.dim_value = want
     onnx.helper.set_model_props(model, contract.metadata_props(config))
+    model.doc_string = contract.doc_string(path.name, config, inputs, outputs)
     onnx.save_model(model, str(path), save_as_external_data=False)
     check_onnx(path, inputs, outputs, config)
 

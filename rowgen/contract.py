@@ -105,3 +105,60 @@ def as_data(config: ModelConfig) -> dict[str, object]:
 # Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and
 # `<bundle>` + STEP_MODEL_SUFFIX runs step.onnx, with the tensor names above.
 STEP_MODEL_SUFFIX = "_step"
+
+
+# What each tensor means, for the doc_string a model viewer (Netron, ...) shows.
+_MEANINGS = {
+    "row": "the current image row, pixels in [0, 1], white object on black",
+    "h": "hidden state; zeros mean 'top of the image'",
+    "c": "LSTM cell state; zeros mean 'top of the image'",
+    "window": f"the last {WINDOW} rows read, oldest first; zeros mean 'above the image'",
+    "next_row": "the predicted row below the current one, clipped to [0, 1]",
+    "image": "the images, pixels in [0, 1]; rows at and below known_rows are ignored",
+    "known_rows": f"per image, how many top rows are given ({KNOWN_ROWS_MIN}..{KNOWN_ROWS_MAX}, "
+    "others clamped into it)",
+    "completed": "the known rows copied exactly, every row below generated",
+}
+_PURPOSES = {
+    STEP_ONNX: "One recurrent step with explicit state. Start from zero state and feed rows 0, "
+    "1, ... in turn: the call that receives row t returns the prediction of row t+1 and the "
+    "next state. Feed the known top rows, then each returned next_row as the next input.",
+    COMPLETE_ONNX: "The whole completion in one call (the generation loop unrolled, no control "
+    "flow); equal to driving step.onnx row by row.",
+}
+
+
+def doc_string(
+    file: str, config: ModelConfig, inputs: list[TensorSpec], outputs: list[TensorSpec]
+) -> str:
+    """An ONNX file's doc_string: what it does, what each tensor means, the known-rows rule."""
+
+    def meaning(name: str) -> str:
+        state = name.removesuffix("_out")
+        if state != name:
+            return f"the state after the step: the next call's {state}"
+        return _MEANINGS.get(name, "")
+
+    def lines(specs: list[TensorSpec]) -> list[str]:
+        return [
+            f"  {s.name} {s.dtype} [{', '.join(map(str, s.shape))}]: {meaning(s.name)}"
+            for s in specs
+        ]
+
+    article = "an" if config.cell in ("lstm", "rnn") else "a"
+
+    return "\n".join(
+        [
+            f"rowgen {file}: {article} {config.cell.upper()} {config.mode}-mode row generator "
+            f"(hidden {config.hidden}, {config.layers} layer(s)) that completes a "
+            f"{IMAGE_SIZE}x{IMAGE_SIZE} image whose bottom rows are missing, one row at a time.",
+            _PURPOSES.get(file, ""),
+            "Inputs:",
+            *lines(inputs),
+            "Outputs:",
+            *lines(outputs),
+            f"Known rows: the top k rows ({KNOWN_ROWS_MIN} <= k <= {KNOWN_ROWS_MAX}) are given "
+            f"and copied exactly; rows k..{IMAGE_SIZE - 1} are the model's predictions, each fed "
+            "back as the next input. Batch is the first axis everywhere and is dynamic.",
+        ]
+    )

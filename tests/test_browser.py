@@ -17,27 +17,11 @@ import pytest
 from rowgen.bundle import find_bundles
 from serve.app import build_app, free_port, launch
 from serve.runtime import load_models
+from tests.chromium import LOCAL_HOSTS, TIMEOUT_MS, open_chromium, unavailable
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-TIMEOUT_MS = 60_000  # generous: CI machines and a busy laptop are slow
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("ROWGEN_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason}, and ROWGEN_REQUIRE_BROWSER=1 requires the browser test")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -59,24 +43,13 @@ def app_url(artifacts: tuple[Path, bool]) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def page(app_url: str):
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed")
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Error as exc:
-            unavailable(f"chromium did not start: {exc}")
+    with open_chromium() as browser:
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.requests = []  # type: ignore[attr-defined]
         page.on("request", lambda r: page.requests.append(r.url))  # type: ignore[attr-defined]
         page.goto(app_url)
         yield page
-        browser.close()
 
 
 def test_missing_browser_fails_only_when_required(monkeypatch) -> None:

@@ -185,3 +185,19 @@ def test_runtimes_get_the_bytes_that_were_verified(bundle_copy: Path) -> None:
     assert bundle.read(contract.COMPLETE_ONNX) == verified  # no second read of the path
     with pytest.raises(BundleError, match=r"lists no other\.bin"):
         bundle.read("other.bin")
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-window"])
+def test_onnx_files_say_what_they_do(tiny_bundles: Path, name: str) -> None:
+    import onnx
+
+    config = open_bundle(tiny_bundles / name).config
+    for file, specs in [
+        (contract.STEP_ONNX, contract.step_inputs(config) + contract.step_outputs(config)),
+        (contract.COMPLETE_ONNX, contract.complete_inputs() + contract.complete_outputs()),
+    ]:
+        doc = onnx.load(str(tiny_bundles / name / file), load_external_data=False).doc_string
+        assert doc.startswith(f"rowgen {file}: an LSTM {config.mode}-mode row generator"), doc
+        for spec in specs:
+            assert f"  {spec.name} {spec.dtype} [" in doc, f"{file}: {spec.name} is not described"
+        assert "Known rows: the top k rows (1 <= k <= 27)" in doc

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -58,15 +60,62 @@ def load_weights(path: Path) -> RowGenerator:
     return model.eval()
 
 
+SAVE_WEIGHTS_HINT = "in the notebook, save the weights: torch.save(net.state_dict(), 'net.pth')"
+COURSE_FLAGS = "--cell lstm --mode window --hidden 256 --layers 1"
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict saved with torch.save, loaded without running pickled code.
+
+    weights_only=True refuses anything but tensors and plain data, so a whole pickled model
+    (`torch.save(net)`) or a file torch never wrote is a ValueError saying which and what to do.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise ValueError(
+                f"{path} holds a pickled {found.group(1)} object (a whole model saved with "
+                f"torch.save(net)?), which is not loaded because unpickling runs its code; "
+                f"{SAVE_WEIGHTS_HINT}"
+            ) from None
+        raise ValueError(f"{path} is not a file saved by torch.save; {SAVE_WEIGHTS_HINT}") from None
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError) as exc:
+        raise ValueError(
+            f"{path} is not a file saved by torch.save, or is truncated "
+            f"({type(exc).__name__}); {SAVE_WEIGHTS_HINT}"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{path} holds a {type(state).__name__}, not a state_dict of tensors; "
+            f"{SAVE_WEIGHTS_HINT}"
+        )
+    return state
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Every key missing, unexpected or of another shape, as `key: file (..), expected (..)`."""
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    problems = [f"{k}: missing from the file, expected {want[k]}" for k in want if k not in got]
+    problems += [f"{k}: in the file {got[k]}, not in the model" for k in got if k not in want]
+    problems += [
+        f"{k}: file {got[k]}, expected {want[k]}" for k in want if k in got and got[k] != want[k]
+    ]
+    return problems
+
+
 def load_course_state_dict(model: RowGenerator, path: Path) -> None:
     """Load a state_dict saved from the course notebook's `Net` (keys rnn.*, fc.*)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state_dict")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+    state = read_state_dict(path)
+    problems = state_dict_mismatch(model, state)
+    if problems:
         raise ValueError(
-            f"{path} does not fit {model.config}: {exc}. The course's Net is "
-            "--cell lstm --mode window --hidden 256 --layers 1"
-        ) from exc
+            f"{path} does not fit {model.config}: {'; '.join(problems)}. "
+            f"The course's Net is {COURSE_FLAGS}"
+        )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,108 @@
+// What both examples share: reading a bundle's manifest, checking a file's sha256, PNG in/out.
+//
+// Tensor names, shapes and dtypes come from manifest.json's "contract" section (written by
+// rowgen/contract.py), never from constants typed here.
+
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { PNG } from "pngjs";
+
+export class UsageError extends Error {}
+
+// The common command line: <bundle-folder> <image.png> [--known-rows K] [--out P] [--json J].
+export function readArgs(usage) {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      "known-rows": { type: "string", default: "14" },
+      out: { type: "string" },
+      json: { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help || positionals.length !== 2) throw new UsageError(usage);
+  const knownRows = Number(values["known-rows"]);
+  if (!Number.isInteger(knownRows)) throw new UsageError(`--known-rows must be an integer\n${usage}`);
+  return { bundle: positionals[0], image: positionals[1], knownRows, out: values.out, json: values.json };
+}
+
+// manifest.json of the bundle folder, and the path of one of its files after its sha256 check.
+export function openBundle(folder) {
+  let manifest;
+  try {
+    manifest = JSON.parse(readFileSync(join(folder, "manifest.json"), "utf8"));
+  } catch (err) {
+    throw new UsageError(`${folder} is not a rowgen bundle (manifest.json: ${err.message})`);
+  }
+  const file = (name) => {
+    const path = join(folder, name);
+    const got = createHash("sha256").update(readFileSync(path)).digest("hex");
+    if (got !== manifest.files?.[name]?.sha256) {
+      throw new UsageError(`${path} does not match its sha256 in the manifest (altered?)`);
+    }
+    return path;
+  };
+  return { manifest, contract: manifest.contract, file };
+}
+
+export function clampKnownRows(contract, k) {
+  const [lo, hi] = contract.known_rows_range;
+  return Math.min(hi, Math.max(lo, k));
+}
+
+// A shape from the contract with its dynamic (named) axes set to `batch`.
+export function dims(shape, batch) {
+  return shape.map((d) => (typeof d === "string" ? batch : d));
+}
+
+// An n x n PNG -> Float32Array of n*n grey values in [0, 1], white object on black.
+// Colour is reduced with ITU-R 601 luma; transparent pixels lie on black.
+export function readPng(path, n) {
+  let png;
+  try {
+    png = PNG.sync.read(readFileSync(path));
+  } catch (err) {
+    throw new UsageError(`${path} is not a PNG this example can read (${err.message})`);
+  }
+  if (png.width !== n || png.height !== n) {
+    throw new UsageError(
+      `${path} is ${png.width}x${png.height}; these examples take ${n}x${n} PNGs ` +
+        "(the web page and the server fit any image)",
+    );
+  }
+  const pixels = new Float32Array(n * n);
+  for (let i = 0; i < n * n; i++) {
+    const [r, g, b, a] = png.data.subarray(4 * i, 4 * i + 4);
+    const luma = (r * 299 + g * 587 + b * 114) / 1000;
+    pixels[i] = (luma * a) / 255 / 255; // stored as float32, exactly as numpy divides
+  }
+  return pixels;
+}
+
+export function writePng(path, pixels, n) {
+  const png = new PNG({ width: n, height: n });
+  for (let i = 0; i < n * n; i++) {
+    const v = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
+    png.data.set([v, v, v, 255], 4 * i);
+  }
+  writeFileSync(path, PNG.sync.write(png));
+}
+
+// Write the outputs asked for; the JSON keeps every float32 exactly.
+export function save(args, pixels, n, extra) {
+  if (args.out) writePng(args.out, pixels, n);
+  if (args.json) writeFileSync(args.json, JSON.stringify({ ...extra, completed: Array.from(pixels) }));
+}
+
+// Run `main`, turning a UsageError into one line on stderr and exit code 2.
+export async function cli(main) {
+  try {
+    await main();
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`error: ${err.message}`);
+    process.exitCode = 2;
+  }
+}

@@ -1,0 +1,88 @@
+// Running a rowgen bundle with onnxruntime-web: the contract's rules, in the browser.
+//
+// Tensor names, shapes and dtypes come from the bundle's manifest.json (its "contract" section,
+// written by rowgen/contract.py), never from constants here. Every ONNX file is checked
+// against its sha256 in the manifest before a session is made from it.
+
+const STEP = "step.onnx";
+const COMPLETE = "complete.onnx";
+
+async function fetchBytes(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return new Uint8Array(await response.arrayBuffer());
+}
+
+async function sha256(bytes) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// A shape from the contract with its dynamic (named) axes set to `batch`.
+function dims(shape, batch) {
+  return shape.map((d) => (typeof d === "string" ? batch : d));
+}
+
+function zeros(ort, spec, batch) {
+  const shape = dims(spec.shape, batch);
+  return new ort.Tensor(spec.dtype, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+}
+
+// Fetch, verify and open a bundle's two ONNX programs; `base` is the bundle's URL folder.
+export async function loadBundle(ort, base, options) {
+  const manifest = JSON.parse(new TextDecoder().decode(await fetchBytes(`${base}manifest.json`)));
+  const sessions = {};
+  for (const file of [STEP, COMPLETE]) {
+    const bytes = await fetchBytes(base + file);
+    const want = manifest.files?.[file]?.sha256;
+    const got = await sha256(bytes);
+    if (got !== want) throw new Error(`${base}${file}: sha256 ${got} does not match the manifest`);
+    sessions[file] = await ort.InferenceSession.create(bytes, options);
+  }
+  return { manifest, contract: manifest.contract, step: sessions[STEP], complete: sessions[COMPLETE] };
+}
+
+export function clampKnownRows(contract, k) {
+  const [lo, hi] = contract.known_rows_range;
+  return Math.min(hi, Math.max(lo, Math.round(k)));
+}
+
+// Yield [r, row r of the completion] for r = 0..n-1 by calling step.onnx once per row, with
+// the state carried explicitly: zero state first; the call that receives row t returns the
+// prediction of row t+1. Known rows are copied, the rest are the model's own rows fed back.
+// `image` is a Float32Array of n*n pixels in [0, 1]; `onStep(ms)` receives each call's time.
+export async function* stepRows(ort, bundle, image, knownRows, onStep = () => {}) {
+  const { inputs, outputs } = bundle.contract[STEP];
+  const n = bundle.contract.image_size;
+  const k = clampKnownRows(bundle.contract, knownRows);
+  const [rowIn, ...stateIns] = inputs;
+  const [rowOut, ...stateOuts] = outputs;
+  let state = stateIns.map((spec) => zeros(ort, spec, 1));
+  let row = image.slice(0, n);
+  yield [0, row];
+  for (let t = 0; t < n - 1; t++) {
+    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)) };
+    stateIns.forEach((spec, i) => { feeds[spec.name] = state[i]; });
+    const start = performance.now();
+    const out = await bundle.step.run(feeds);
+    onStep(performance.now() - start);
+    state = stateOuts.map((spec) => out[spec.name]);
+    row = t + 1 < k ? image.slice((t + 1) * n, (t + 2) * n) : out[rowOut.name].data.slice();
+    yield [t + 1, row];
+  }
+}
+
+// The whole completion in one call of complete.onnx; returns [pixels, milliseconds].
+export async function completeOnce(ort, bundle, image, knownRows) {
+  const { inputs, outputs } = bundle.contract[COMPLETE];
+  const [imageIn, knownIn] = inputs;
+  const k = clampKnownRows(bundle.contract, knownRows);
+  const known = knownIn.dtype === "int64" ? BigInt64Array.of(BigInt(k)) : Int32Array.of(k);
+  const feeds = {
+    [imageIn.name]: new ort.Tensor(imageIn.dtype, image, dims(imageIn.shape, 1)),
+    [knownIn.name]: new ort.Tensor(knownIn.dtype, known, dims(knownIn.shape, 1)),
+  };
+  const start = performance.now();
+  const out = await bundle.complete.run(feeds);
+  return [out[outputs[0].name].data, performance.now() - start];
+}
