@@ -39,9 +39,16 @@ SAMPLE_S = 5.0  # how often RSS and disk are read while the load runs
 
 
 def folder_usage(folder: Path) -> tuple[int, int]:
-    """(bytes of the files, number of files and folders) under `folder`."""
-    entries = list(folder.rglob("*")) if folder.is_dir() else []
-    return sum(e.stat().st_size for e in entries if e.is_file()), len(entries)
+    """(bytes of the files, number of files and folders) under `folder`, while it changes."""
+    size = count = 0
+    for parent, folders, files in os.walk(folder):  # os.walk skips what vanishes meanwhile
+        count += len(folders) + len(files)
+        for name in files:
+            try:
+                size += os.lstat(os.path.join(parent, name)).st_size
+            except FileNotFoundError:  # swept while counting
+                continue
+    return size, count
 
 
 def rss_bytes(pid: int) -> int:

@@ -212,7 +212,8 @@ def from_array(array: np.ndarray, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if array.ndim == 2 and array.dtype == np.uint16:
         return Image.fromarray(array.astype(np.int32), "I")  # same range: 0..65535
     if array.ndim == 2 and array.dtype.kind == "f":
-        return Image.fromarray(array.astype(np.float32), "F")
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, refused as such later
+            return Image.fromarray(array.astype(np.float32), "F")
     raise ImageInputError(
         f"the sketch has {array.dtype} pixels in shape {array.shape}: expected uint8 (gray, "
         "gray+alpha, RGB or RGBA), or one channel of uint16 or float in [0, 1]"

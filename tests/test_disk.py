@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from PIL import Image
 
 from bench.soak import folder_usage
 from serve.app import UPLOAD, build_app, free_port, launch
-from serve.outputs import PngFiles
+from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import load_models
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
@@ -165,3 +166,40 @@ def test_server_empties_its_folders_when_stopped(tiny_bundles: Path, tmp_path: P
     left = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size]
     assert frames > 40 and len(left) <= 25, f"{len(left)} cached files outlived the server"
     assert not [p for p in left if p.name == image.name], "the upload outlived the server"
+
+
+def test_sweeper_reads_a_snapshot_while_requests_add_files(tmp_path: Path) -> None:
+    """gradio's own sweep dies of 'Set changed size during iteration'; this one must not."""
+    tracked: set[str] = set()
+    kept = tmp_path / "kept" / "thumbnail.png"
+    blocks = SimpleNamespace(GRADIO_CACHE=str(tmp_path), temp_file_sets=[tracked],
+                             blocks={0: SimpleNamespace(keep_in_cache={str(kept)})})  # fmt: skip
+    for i in range(2000):
+        path = tmp_path / f"h{i}" / "frame.png"
+        path.parent.mkdir()
+        path.write_bytes(b"png")
+        tracked.add(str(path))
+    kept.parent.mkdir()
+    kept.write_bytes(b"png")
+    tracked.add(str(kept))
+    orphan = tmp_path / "tmpspool"
+    orphan.write_bytes(b"")
+    os.utime(orphan, (time.time() - 3600,) * 2)
+    stop = threading.Event()
+
+    def add() -> None:  # a request thread registering new files meanwhile
+        for i in range(20_000):
+            if stop.is_set():
+                return
+            tracked.add(f"{tmp_path}/new/{i}.png")
+
+    adder = threading.Thread(target=add)
+    adder.start()
+    try:
+        deleted = CacheSweeper(blocks, 60, 600).sweep_now(tracked_cutoff=time.time() + 1)
+    finally:
+        stop.set()
+        adder.join()
+    assert deleted == 2001  # every tracked frame and the orphan
+    assert kept.exists() and not orphan.exists()
+    assert not any(p.is_file() for p in tmp_path.glob("h*/*"))
