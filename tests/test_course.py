@@ -1,14 +1,12 @@
 """`python -m export --from-state-dict`: the course notebook's saved `Net` becomes a bundle.
 
 The state_dicts come from tests.test_model.CourseNet, built exactly like the notebook's `Net`
-(same attribute names), with random weights. Fast tests shrink its hidden size; the `slow` one
-runs the real size end to end.
+(same attribute names), with random weights. The fast tests cover every wrong file and the
+no-data case; the `slow` one exports, scores and serves the real-size Net end to end.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +18,8 @@ from export import course
 from export.__main__ import main
 from rowgen import contract, sessions
 from rowgen.bundle import open_bundle
-from rowgen.config import ModelConfig
 from serve.runtime import load_models
 from tests.test_model import CourseNet
-
-TINY_HIDDEN = 6
 
 
 def course_net(hidden: int = 256, seed: int = 0) -> CourseNet:
@@ -34,23 +29,6 @@ def course_net(hidden: int = 256, seed: int = 0) -> CourseNet:
         net.rnn = nn.LSTM(input_size=28, hidden_size=hidden, batch_first=True)
         net.fc = nn.Linear(hidden, 28)
     return net.eval()
-
-
-@pytest.fixture(scope="module")
-def exported(
-    tmp_path_factory: pytest.TempPathFactory, data_dir: Path
-) -> tuple[Path, str, nn.Module]:
-    """One export of a small notebook Net, scored on 300 test images: (artifacts, stdout, net)."""
-    tmp_path = tmp_path_factory.mktemp("course")
-    net = course_net(TINY_HIDDEN)
-    source = tmp_path / "net.pth"
-    torch.save(net.state_dict(), source)
-    flags = ("--name", "course", "--data-dir", str(data_dir), "--limit-test", "300")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(course, "COURSE", ModelConfig("lstm", "window", TINY_HIDDEN, 1))
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            assert export(tmp_path, source, *flags) == 0
-    return tmp_path / "art", out.getvalue(), net
 
 
 def export(tmp_path: Path, source: Path, *flags: str) -> int:
@@ -74,23 +52,11 @@ def check_bundle_runs_the_net(folder: Path, net: CourseNet) -> None:
     assert gap <= contract.STEP_TOLERANCE, f"step.onnx next_row vs the notebook's Net: {gap:.2e}"
 
 
-def test_state_dict_becomes_a_scored_servable_bundle(exported: tuple) -> None:
-    artifacts, out, net = exported
-    assert "test MSE k=7" in out and "scored on 300 fashion-mnist test images" in out
-    bundle = open_bundle(artifacts / "course")
-    metrics = bundle.manifest["metrics"]
-    assert list(metrics) == [f"test_mse_k{k}" for k in contract.EVAL_KNOWN_ROWS]
-    assert all(0 < v < 1 for v in metrics.values())
-    assert bundle.manifest["training"]["source"] == "course notebook state_dict"
-    check_bundle_runs_the_net(artifacts / "course", net)
-    models = load_models(artifacts, "cpu")  # what `make serve` does at start
-    assert "course" in models.names
-
-
-def test_without_data_nothing_is_scored(exported: tuple, tmp_path: Path) -> None:
+def test_without_data_nothing_is_scored(tiny_bundles: Path, tmp_path: Path) -> None:
     empty = tmp_path / "no-data"
     empty.mkdir()
-    metrics, line = course.test_scores(exported[0] / "course", "fashion-mnist", str(empty), None)
+    folder = tiny_bundles / "lstm-window"
+    metrics, line = course.test_scores(folder, "fashion-mnist", str(empty), None)
     assert metrics == {} and line.startswith("not scored: data directory")
 
 
@@ -141,11 +107,23 @@ def test_names_and_a_state_dict_do_not_mix(tmp_path: Path) -> None:
     assert stopped.value.code == 2
 
 
-@pytest.mark.slow
-def test_the_real_size_net_end_to_end(tmp_path: Path, data_dir: Path, capsys) -> None:
-    net = course_net()
+@pytest.mark.slow  # the export of a window model alone takes ~40 s of CPU, even a tiny one
+def test_state_dict_becomes_a_scored_servable_bundle(
+    tmp_path: Path, data_dir: Path, capsys
+) -> None:
+    net = course_net()  # the notebook's Net at its real size, random weights
     source = tmp_path / "net.pth"
     torch.save(net.state_dict(), source)
-    assert export(tmp_path, source, "--data-dir", str(data_dir), "--limit-test", "200") == 0
-    assert "test MSE k=7" in capsys.readouterr().out
-    check_bundle_runs_the_net(tmp_path / "art" / "course", net)
+    flags = ("--name", "course", "--data-dir", str(data_dir), "--limit-test", "300")
+    assert export(tmp_path, source, *flags) == 0
+    out = capsys.readouterr().out
+    assert "test MSE k=7" in out and "scored on 300 fashion-mnist test images" in out
+    artifacts = tmp_path / "art"
+    bundle = open_bundle(artifacts / "course")
+    metrics = bundle.manifest["metrics"]
+    assert list(metrics) == [f"test_mse_k{k}" for k in contract.EVAL_KNOWN_ROWS]
+    assert all(0 < v < 1 for v in metrics.values())
+    assert bundle.manifest["training"]["source"] == "course notebook state_dict"
+    check_bundle_runs_the_net(artifacts / "course", net)
+    models = load_models(artifacts, "cpu")  # what `make serve` does at start
+    assert "course" in models.names
