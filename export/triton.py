@@ -27,7 +27,8 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from export.triton_check import TritonConfigError, check_model_dir
 from rowgen import contract
-from rowgen.bundle import Bundle, BundleError, atomic_folder, find_bundles, open_bundle
+from rowgen.bundle import Bundle, BundleError, find_bundles, open_bundle
+from rowgen.publish import atomic_folder
 
 BACKEND = "onnxruntime"
 VERSION = "1"  # Triton serves the highest numeric version folder; a repository holds one
@@ -135,19 +136,10 @@ def render(config: mc.ModelConfig) -> str:
     return text_format.MessageToString(config, use_short_repeated_primitives=True)
 
 
-def _verified_bytes(bundle: Bundle, file: str) -> bytes:
-    """The file's bytes, hashed again as read: what we copy is exactly what the manifest lists."""
-    data = bundle.file(file).read_bytes()
-    expected = bundle.manifest["files"][file]["sha256"]
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise BundleError(f"{bundle.file(file)} changed after it was verified; re-run the command")
-    return data
-
-
 def _write_model(root: Path, bundle: Bundle, config: mc.ModelConfig, onnx_file: str) -> dict:
     folder = root / config.name
     (folder / VERSION).mkdir(parents=True)
-    data = _verified_bytes(bundle, onnx_file)
+    data = bundle.read(onnx_file)  # the bytes open_bundle hashed: what is copied was checked
     (folder / VERSION / MODEL_FILE).write_bytes(data)
     (folder / CONFIG).write_text(render(config))
     (folder / CPU_CONFIG).parent.mkdir()
