@@ -1,6 +1,7 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
 #   make train export     train the default LSTM and GRU stream models, then bundle them
 #   make test             fast tests (make test-all: slow ones too)
+#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,12 +19,15 @@ HOST ?= 127.0.0.1
 PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
+GRPC_PORT ?= 8081
+ADDRESS ?=
+REPLICAS ?= 2
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean
+.PHONY: venv train export serve api api-ray test test-all bench eval load lint format clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -37,6 +41,13 @@ export: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
+
+api api-ray: PORT = 8080
+api: $(STAMP)
+	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
+
+api-ray: $(STAMP)
+	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -100,3 +100,8 @@ def as_data(config: ModelConfig) -> dict[str, object]:
         COMPLETE_ONNX: {"inputs": specs(complete_inputs()), "outputs": specs(complete_outputs())},
         "tolerance": {"step": STEP_TOLERANCE, "complete": COMPLETE_TOLERANCE},
     }
+
+
+# Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and
+# `<bundle>` + STEP_MODEL_SUFFIX runs step.onnx, with the tensor names above.
+STEP_MODEL_SUFFIX = "_step"
