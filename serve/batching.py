@@ -29,7 +29,7 @@ class QueueFull(RuntimeError):
 class BatchSettings:
     max_batch: int = 64  # images per model call; larger requests run alone, unsplit
     max_wait_s: float = 0.002  # how long the first request of a batch waits for company
-    max_queue: int = 256  # images waiting (not yet running) before requests are refused
+    max_queue: int = 1024  # images waiting (not yet running) before requests are refused
 
 
 @dataclass

@@ -14,15 +14,18 @@ import logging
 import socket
 from concurrent import futures
 
+import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from grpc import aio
 
-from serve.v2 import InvalidInput, Overloaded, kserve
+from serve.v2 import InferRequest, InvalidInput, Overloaded, kserve
 
 # kserve's parts, reached through the package serve.v2 imported with a clean command line
 # (`from kserve.x import y` here would import kserve before that guard runs).
 DataPlane = kserve.protocol.dataplane.DataPlane
+RequestedOutput = kserve.protocol.infer_type.RequestedOutput
+InferInput = kserve.InferInput
 RESTServer = kserve.protocol.rest.server.RESTServer
 GRPCServer = kserve.protocol.grpc.server.GRPCServer
 InferenceServicer = kserve.protocol.grpc.servicer.InferenceServicer
@@ -50,22 +53,58 @@ def busy_port(host: str, ports: dict[str, int]) -> str | None:
     return None
 
 
+def read_binary_request(body: bytes, json_length: int, model_name: str):
+    """A REST body with binary tensors (or pure JSON sent as bytes) as an InferRequest.
+
+    kserve's own `InferRequest.from_bytes` turns every binary tensor into a Python list and
+    back; here the bytes stay bytes until the model reads them (numpy.frombuffer), which is
+    what the binary extension is for. A body shorter than its sizes say is named as truncated.
+    """
+    header = orjson.loads(body[:json_length])
+    offset, inputs = json_length, []
+    for spec in header["inputs"]:
+        params = spec.get("parameters") or {}
+        tensor = InferInput(spec["name"], spec["shape"], spec["datatype"], spec.get("data"), params)
+        if "data" not in spec:
+            size = params.get("binary_data_size")
+            if size is None:
+                raise InvalidInput(f"input {spec['name']!r} has neither data nor binary_data_size")
+            tensor._raw_data = body[offset : offset + size]
+            if len(tensor._raw_data) != size:
+                raise InvalidInput(
+                    f"input {spec['name']!r}: the body ends {size - len(tensor._raw_data)} bytes "
+                    f"short of its binary_data_size {size} (truncated?)"
+                )
+            offset += size
+        inputs.append(tensor)
+    outputs = [RequestedOutput(o["name"], o.get("parameters")) for o in header.get("outputs", [])]
+    return InferRequest(
+        model_name,
+        inputs,
+        request_id=header.get("id"),
+        parameters=header.get("parameters"),
+        request_outputs=outputs or None,
+    )
+
+
 class CheckedDataPlane(DataPlane):
-    """kserve's data plane, where a binary body that does not parse is the client's error."""
+    """kserve's data plane, decoding byte bodies by `read_binary_request`, where a body that
+    does not parse is the client's error (a 400 naming it; kserve would answer 500)."""
 
     def decode_inference_request(self, body, headers, model_name):
-        if isinstance(body, bytes) and HEADER_LENGTH not in headers:
-            # A JSON body sent without `Content-Type: application/json` (tritonclient's HTTP
-            # client does that) reaches here as bytes: it is a binary request with no binary part.
-            headers = {**headers, HEADER_LENGTH: str(len(body))}
-        try:
+        if not isinstance(body, bytes):
             return super().decode_inference_request(body, headers, model_name)
+        # A JSON body sent without `Content-Type: application/json` (tritonclient's HTTP client
+        # does that) reaches here as bytes too: a binary request with no binary part.
+        length = headers.get(HEADER_LENGTH)
+        try:
+            return read_binary_request(body, int(length or len(body)), model_name)
         except InvalidInput:
             raise
-        except (KeyError, ValueError, TypeError, IndexError) as exc:
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
             raise InvalidInput(
-                f"malformed binary inference request ({type(exc).__name__}: {exc}): the JSON "
-                "header must list every input, and the bytes after it must hold each input's "
+                f"malformed inference request ({type(exc).__name__}: {exc}): the JSON header "
+                "must list every input, and the bytes after it must hold each input's "
                 "binary_data_size (is the body truncated?)"
             ) from None
 

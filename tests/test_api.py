@@ -11,12 +11,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +28,8 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from bench.load_clients import v2_inputs  # noqa: E402
+from bench.load_servers import Running, start  # noqa: E402
 from rowgen import contract  # noqa: E402
 from serve.batching import BatchSettings, MicroBatcher, QueueFull  # noqa: E402
 from serve.runtime import OrtModel  # noqa: E402
@@ -37,79 +37,26 @@ from serve.runtime import OrtModel  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen
-    port: int
-    grpc_port: int
-
-    @property
-    def url(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-
-def start_server(artifacts: Path, *flags: str) -> Server:
-    port, grpc_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "serve.api", "--artifacts", str(artifacts), "--device", "cpu"]
-    argv += ["--port", str(port), "--grpc-port", str(grpc_port), *flags]
-    process = subprocess.Popen(
-        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    return Server(process, port, grpc_port)
-
-
-def wait_ready(server: Server, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"serve.api exited:\n{server.process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"http://{server.url}/v2/health/ready", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"serve.api not ready on {server.url} after {timeout} s")
-
-
-def stop_server(server: Server) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+def start_server(artifacts: Path, log_dir: Path, *flags: str) -> Running:
+    return start("v2", artifacts, "cpu", log_dir, list(flags), timeout=120)
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_bundles: Path) -> Iterator[dict[str, Server]]:
-    """A normal server (20 ms batching window) and one with a 2-image queue, started together."""
-    started = {
-        "main": start_server(tiny_bundles, "--batch-wait-ms", "20"),
-        "small": start_server(
-            tiny_bundles, "--max-queue", "2", "--batch-wait-ms", "300", "--grpc-port", "0"
-        ),
-    }
+def servers(tiny_bundles: Path, tmp_path_factory) -> Iterator[dict[str, Running]]:
+    """A normal server (20 ms batching window) and one with a 2-image queue."""
+    logs = tmp_path_factory.mktemp("api-logs")
+    started = {"main": start_server(tiny_bundles, logs, "--batch-wait-ms", "20")}
     try:
-        for server in started.values():
-            wait_ready(server)
+        flags = ["--max-queue", "2", "--batch-wait-ms", "300"]
+        started["small"] = start_server(tiny_bundles, logs, *flags)
         yield started
     finally:
         for server in started.values():
-            stop_server(server)
+            server.stop()
 
 
 @pytest.fixture(scope="module")
-def server(servers: dict[str, Server]) -> Server:
+def server(servers: dict[str, Running]) -> Running:
     return servers["main"]
 
 
@@ -125,18 +72,12 @@ def images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, known_rows.astype(np.int64)
 
 
-def infer(client_module, url: str, image: np.ndarray, known_rows: np.ndarray, **kw):
+def infer(client_module, url: str, image: np.ndarray, known_rows: np.ndarray, binary_data=True):
     client = client_module.InferenceServerClient(url)
-    inputs = [
-        client_module.InferInput("image", list(image.shape), "FP32"),
-        client_module.InferInput("known_rows", list(known_rows.shape), "INT64"),
-    ]
-    inputs[0].set_data_from_numpy(image, **kw)
-    inputs[1].set_data_from_numpy(known_rows, **kw)
-    return client.infer("lstm", inputs)
+    return client.infer("lstm", v2_inputs(client_module, image, known_rows, binary_data))
 
 
-def post(server: Server, path: str, body: bytes, headers: dict | None = None):
+def post(server: Running, path: str, body: bytes, headers: dict | None = None):
     """(status, JSON answer, headers) of a raw POST: bad requests tritonclient would not send."""
     request = urllib.request.Request(
         f"http://{server.url}{path}", data=body, headers=headers or {}, method="POST"
@@ -164,7 +105,7 @@ def json_body(image: np.ndarray, known_rows: np.ndarray, **change) -> dict:
     return {"inputs": list(inputs.values())}
 
 
-def test_health_and_metadata_follow_the_contract(server: Server, tiny_bundles: Path) -> None:
+def test_health_and_metadata_follow_the_contract(server: Running, tiny_bundles: Path) -> None:
     for module, url in ((httpclient, server.url), (grpcclient, server.grpc_url)):
         client = module.InferenceServerClient(url)
         assert client.is_server_live() and client.is_server_ready()
@@ -186,7 +127,7 @@ def test_health_and_metadata_follow_the_contract(server: Server, tiny_bundles: P
 
 
 @pytest.mark.parametrize("transport", ["http-json", "http-binary", "grpc"])
-def test_infer_equals_onnxruntime(server: Server, lstm: OrtModel, transport: str) -> None:
+def test_infer_equals_onnxruntime(server: Running, lstm: OrtModel, transport: str) -> None:
     image, known_rows = images(3)  # one request carrying a batch with mixed prompt lengths
     if transport == "grpc":
         result = infer(grpcclient, server.grpc_url, image, known_rows)
@@ -198,7 +139,7 @@ def test_infer_equals_onnxruntime(server: Server, lstm: OrtModel, transport: str
     )
 
 
-def test_step_model_is_stateless_on_the_server(server: Server, lstm: OrtModel) -> None:
+def test_step_model_is_stateless_on_the_server(server: Running, lstm: OrtModel) -> None:
     """Driving `lstm_step` row by row over gRPC, the client carrying h/c, reproduces complete."""
     image, _ = images(2, seed=1)
     k = 10
@@ -220,7 +161,7 @@ def test_step_model_is_stateless_on_the_server(server: Server, lstm: OrtModel) -
     np.testing.assert_allclose(np.stack(rows, axis=1), expected, atol=1e-5)
 
 
-def test_batching_returns_each_caller_its_own_rows(server: Server, lstm: OrtModel) -> None:
+def test_batching_returns_each_caller_its_own_rows(server: Running, lstm: OrtModel) -> None:
     image, known_rows = images(24, seed=2)
     expected = lstm.complete(image, known_rows)
 
@@ -255,7 +196,7 @@ BAD_REQUESTS = {  # name -> (model, body changes, status, words the message must
 
 
 @pytest.mark.parametrize("case", BAD_REQUESTS)
-def test_bad_json_request_is_answered(server: Server, case: str) -> None:
+def test_bad_json_request_is_answered(server: Running, case: str) -> None:
     model, change, status, words = BAD_REQUESTS[case]
     image, known_rows = images(1)
     body = json_body(image, known_rows, **change)
@@ -268,7 +209,7 @@ def test_bad_json_request_is_answered(server: Server, case: str) -> None:
         assert word in message, (word, message)
 
 
-def test_nan_image_is_refused(server: Server) -> None:
+def test_nan_image_is_refused(server: Running) -> None:
     image, known_rows = images(1)
     image[0, 3, 5] = np.nan
     try:
@@ -279,12 +220,9 @@ def test_nan_image_is_refused(server: Server) -> None:
         pytest.fail("a NaN image was answered")
 
 
-def test_truncated_binary_body_is_a_400(server: Server, lstm: OrtModel) -> None:
+def test_truncated_binary_body_is_a_400(server: Running, lstm: OrtModel) -> None:
     image, known_rows = images(1)
-    inputs = [httpclient.InferInput("image", [1, 28, 28], "FP32")]
-    inputs[0].set_data_from_numpy(image, binary_data=True)
-    inputs.append(httpclient.InferInput("known_rows", [1], "INT64"))
-    inputs[1].set_data_from_numpy(known_rows, binary_data=True)
+    inputs = v2_inputs(httpclient, image, known_rows)
     body, json_size = httpclient.InferenceServerClient.generate_request_body(inputs)
     headers = {"Inference-Header-Content-Length": str(json_size)}
     code, answer, _ = post(server, "/v2/models/lstm/infer", body[:-20], headers)
@@ -296,14 +234,14 @@ def test_truncated_binary_body_is_a_400(server: Server, lstm: OrtModel) -> None:
     np.testing.assert_allclose(result.as_numpy("completed"), lstm.complete(image, known_rows))
 
 
-def test_bad_grpc_request_is_invalid_argument(server: Server) -> None:
+def test_bad_grpc_request_is_invalid_argument(server: Running) -> None:
     image, _ = images(1)
     with pytest.raises(InferenceServerException) as caught:
         infer(grpcclient, server.grpc_url, image, np.array([0], np.int64))
     assert "INVALID_ARGUMENT" in caught.value.status() and "known_rows[0]" in str(caught.value)
 
 
-def test_overload_is_answered_with_503(servers: dict[str, Server], lstm: OrtModel) -> None:
+def test_overload_is_answered_with_503(servers: dict[str, Running], lstm: OrtModel) -> None:
     """A 2-image queue holding requests 300 ms: 8 at once get 2 answers and 6 clear refusals."""
     server = servers["small"]
     image, known_rows = images(1)
@@ -321,7 +259,7 @@ def test_overload_is_answered_with_503(servers: dict[str, Server], lstm: OrtMode
     assert code == 200, answer
 
 
-def test_binds_loopback_only_by_default(server: Server) -> None:
+def test_binds_loopback_only_by_default(server: Running) -> None:
     """127.0.0.2 reaches this machine too, but not a socket bound to 127.0.0.1 alone."""
     for port in (server.port, server.grpc_port):
         with socket.socket() as s, pytest.raises(ConnectionRefusedError):

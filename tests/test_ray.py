@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,19 +17,9 @@ import pytest
 pytest.importorskip("ray", reason="the Ray Serve path needs the ray extra: pip install '.[ray]'")
 from ray.cluster_utils import Cluster
 
+from bench.load_servers import Running, start
 from serve.runtime import OrtModel
-from tests.test_api import (
-    REPO,
-    Server,
-    free_port,
-    grpcclient,
-    httpclient,
-    images,
-    infer,
-    post,
-    stop_server,
-    wait_ready,
-)
+from tests.test_api import grpcclient, httpclient, images, infer, post
 
 pytestmark = pytest.mark.slow  # a cluster, two replicas and the front take a minute here
 
@@ -49,23 +37,13 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def ray_server(cluster: Cluster, tiny_bundles: Path, tmp_path_factory) -> Iterator[Server]:
+def ray_server(cluster: Cluster, tiny_bundles: Path, tmp_path_factory) -> Iterator[Running]:
     artifacts = tmp_path_factory.mktemp("ray-artifacts")
     shutil.copytree(tiny_bundles / "lstm", artifacts / "lstm")
-    port, grpc_port = free_port(), free_port()
-    argv = [sys.executable, "-m", "serve.ray_app", "--address", cluster.address]
-    argv += ["--replicas", "2", "--artifacts", str(artifacts), "--device", "cpu"]
-    argv += ["--port", str(port), "--grpc-port", str(grpc_port), "--batch-wait-ms", "5"]
-
-    process = subprocess.Popen(
-        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    server = Server(process, port, grpc_port)
-    try:
-        wait_ready(server, timeout=300)
-        yield server
-    finally:
-        stop_server(server)
+    flags = ["--address", cluster.address, "--replicas", "2", "--batch-wait-ms", "5"]
+    server = start("ray", artifacts, "cpu", artifacts.parent, flags, timeout=300)
+    yield server
+    server.stop()
 
 
 def node_of(result) -> str:
@@ -76,7 +54,7 @@ def node_of(result) -> str:
 
 
 def test_two_replicas_on_two_nodes_answer_like_onnxruntime(
-    ray_server: Server, cluster: Cluster, tiny_bundles: Path
+    ray_server: Running, cluster: Cluster, tiny_bundles: Path
 ) -> None:
     lstm = OrtModel(tiny_bundles / "lstm", "cpu")
     image, known_rows = images(32, seed=3)
@@ -99,7 +77,7 @@ def test_two_replicas_on_two_nodes_answer_like_onnxruntime(
     assert set(served_by) == nodes, (served_by, nodes)
 
 
-def test_bad_request_through_ray_is_a_400(ray_server: Server) -> None:
+def test_bad_request_through_ray_is_a_400(ray_server: Running) -> None:
     body = {
         "inputs": [
             {"name": "image", "datatype": "FP32", "shape": [1, 28, 28], "data": [0.5] * 784},
