@@ -62,7 +62,7 @@ eval: $(STAMP)
 	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 load: $(STAMP)
-	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -104,7 +104,8 @@ def api_picture(server, model: str, out: Path) -> None:
 
 
 def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, servers: dict) -> None:
-    flags = ["--replicas", "2"] if kind == "ray" else []
+    # Ray starts here with this machine's CPUs: two replicas per bundle must fit in them
+    flags = ["--replicas", "2", "--replica-cpus", "0.5"] if kind == "ray" else []
     server = start(kind, args.artifacts, args.device, tmp, flags)
     try:
         servers[kind] = {"rss_mib_before": rss_mib(server)}

@@ -130,10 +130,11 @@ def run_gradio(url: str, image: np.ndarray, known_rows: int, clients: int, secon
     lock = threading.Lock()
 
     def caller(path: str, deadline: float) -> None:
-        client = Client(url, verbose=False)
+        client = None
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            try:
+            try:  # connecting fails too when the app is swamped: an error, then try again
+                client = client or Client(url, verbose=False)
                 client.predict(handle_file(path), known_rows, api_name="/complete")
             except Exception as exc:  # counted, not fatal: the server's answer is the measure
                 with lock:

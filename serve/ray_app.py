@@ -104,8 +104,18 @@ def deploy(args: argparse.Namespace, batching: BatchSettings) -> dict[str, objec
     gpus = args.replica_gpus if args.replica_gpus is not None else float(has_gpus)
     serve.start(proxy_location="Disabled")  # the v2 front below is the only way in
     options = deployment_options(args, gpus, batching)
+    bundles = find_bundles(args.artifacts)
+    need = len(bundles) * (args.min_replicas or args.replicas) * args.replica_cpus
+    if need > (have := ray.cluster_resources().get("CPU", 0)):
+        print(
+            f"serve.ray_app: waiting: {len(bundles)} bundles' replicas need {need:g} CPUs and "
+            f"the cluster has {have:g} (Ray's autoscaler may add nodes; else pass "
+            "--replica-cpus, --replicas or --address of a larger cluster)",
+            file=sys.stderr,
+            flush=True,
+        )
     handles = {}
-    for path in find_bundles(args.artifacts):
+    for path in bundles:
         replica = serve.deployment(BundleReplica, name=path.name).options(**options)
         app = replica.bind(str(path.resolve()), args.device, batching)
         handles[path.name] = serve.run(app, name=path.name, route_prefix=None)
