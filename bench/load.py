@@ -22,7 +22,7 @@ import numpy as np
 
 from bench import load_clients as clients
 from bench import load_report as report
-from bench.load_servers import batch_counters, rss_mib, start
+from bench.load_servers import batch_counters, rss_mib, settle, start
 from rowgen.bundle import find_bundles
 from rowgen.pictures import completion_grid
 from serve.gallery import load_samples
@@ -79,8 +79,9 @@ def run_cell(path: str, server, model: str, n_clients: int, images: int, seconds
 def measure(path: str, server, args, n_clients: int, images: int, seconds: float, tmp) -> dict:
     before = batch_counters(server, args.model)
     result = run_cell(path, server, args.model, n_clients, images, seconds, tmp)
+    settle(server, args.model)
     after = batch_counters(server, args.model)
-    calls = after[1] - before[1]
+    calls = after[1] - before[1] if before and after else 0
     mean = (after[0] - before[0]) / calls if calls else None
     cell = {"path": path, "clients": n_clients, "images_per_request": images, **result}
     cell["mean_batch"] = round(mean, 2) if mean is not None else (1 if path == "gradio" else None)

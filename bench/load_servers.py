@@ -106,13 +106,34 @@ def rss_mib(running: Running) -> float:
     return round(total / 2**20, 1)
 
 
-def batch_counters(running: Running, model: str) -> tuple[float, float]:
-    """(sum, count) of the v2 server's rowgen_batch_images histogram for `model`."""
+def batch_counters(running: Running, model: str) -> tuple[float, float] | None:
+    """(sum, count) of the v2 server's rowgen_batch_images histogram for `model`; None when
+    the server is too swamped to answer /metrics within a minute (it shares the event loop)."""
     if running.kind == "gradio":
         return 0.0, 0.0
-    text = urllib.request.urlopen(running.base + "/metrics", timeout=10).read().decode()
+    try:
+        with urllib.request.urlopen(running.base + "/metrics", timeout=60) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
     found = {}
     for part in ("sum", "count"):
         match = re.search(rf'rowgen_batch_images_{part}{{model_name="{model}"}} (\S+)', text)
         found[part] = float(match.group(1)) if match else 0.0
     return found["sum"], found["count"]
+
+
+def settle(running: Running, model: str, timeout: float = 120.0) -> None:
+    """Wait until the server has answered every request a finished run left with it: load
+    generators stop sending at once, but a swamped server is still working through what it
+    accepted, and the next run would measure that backlog."""
+    if running.kind == "gradio":
+        return
+    deadline = time.monotonic() + timeout
+    last = batch_counters(running, model)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = batch_counters(running, model)
+        if now is not None and now == last:
+            return
+        last = now
