@@ -16,7 +16,7 @@ LABELS = {
     "rest-json": "v2 REST, JSON",
     "rest-binary": "v2 REST, binary tensors",
     "grpc": "v2 gRPC",
-    "ray-rest-json": "v2 REST JSON on Ray Serve (2 replicas per bundle)",
+    "ray-rest-json": "Ray Serve, v2 REST JSON",
 }
 HEADLINE = ("rest-json", 8, 1)  # the target: v2 REST, single-image JSON, 8 clients
 
