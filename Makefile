@@ -4,6 +4,7 @@
 #   make triton           a Triton model repository of the bundles in artifacts/triton/
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 #   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
+#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +30,9 @@ TRITON_OUT ?= $(ARTIFACTS)/triton
 FUZZ_EXAMPLES ?= 5000
 MINUTES ?= 10
 CLIENTS ?= 8
+GRPC_PORT ?= 8081
+ADDRESS ?=
+REPLICAS ?= 2
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -36,7 +40,7 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -53,6 +57,13 @@ triton: $(STAMP)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
+
+api api-ray: PORT = 8080
+api: $(STAMP)
+	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
+
+api-ray: $(STAMP)
+	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
 
 web: $(STAMP) $(WEB_NPM)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
@@ -78,7 +89,7 @@ eval: $(STAMP)
 	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 load: $(STAMP)
-	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)

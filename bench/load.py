@@ -1,9 +1,12 @@
-"""Load test of the web app's `/complete` endpoint: concurrent gradio_client callers.
+"""Load figures, side by side in one run: the Gradio app, the v2 API (REST JSON, REST binary,
+gRPC) and the v2 API on Ray Serve, at 8 and 64 clients, 1 and 64 images per request: `make load`.
 
-Torch-free. With no `--url` it starts the app in-process on a free port over `--artifacts`.
-Prints completions/s, p50/p99 latency and the error count; writes `artifacts/bench/load.json`.
+    python -m bench.load [--artifacts artifacts] [--model lstm] [--seconds 20] [--paths ...]
 
-    python -m bench.load [--url http://127.0.0.1:7860/] [--clients 8] [--seconds 30] [--model lstm]
+Torch-free. Each server runs in its own process on loopback; the load generators (wrk for REST,
+tritonclient's asyncio client for gRPC, gradio_client for the app) share the machine with it.
+Writes artifacts/bench/load.json, load.md, load.png and api_completion.png (a completion made
+through the API). The same run also times kserve's defaults against our tuning.
 """
 
 from __future__ import annotations
@@ -13,113 +16,156 @@ import json
 import os
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
 import numpy as np
-from PIL import Image
 
-from rowgen.bundle import BundleError
+from bench import load_clients as clients
+from bench import load_report as report
+from bench.load_servers import batch_counters, rss_mib, settle, start
+from rowgen.bundle import find_bundles
+from rowgen.pictures import completion_grid
 from serve.gallery import load_samples
-from serve.runtime import DEVICES, load_models
 
 KNOWN_ROWS = 14
+PATHS = ("gradio", "rest-json", "rest-binary", "grpc", "ray-rest-json")
+SERVER_OF = {"gradio": "gradio", "ray-rest-json": "ray"}  # every other path: "v2"
+TUNING = (  # (label, serve.api flags): kserve's defaults first, then what we changed
+    ("kserve defaults: request logs on, no batching", ["--log-requests", "--max-batch", "1"]),
+    ("request logs off, no batching", ["--max-batch", "1"]),
+    ("request logs off, batching (make api)", []),
+)
 
 
-def caller(url: str, image: Path, model: str | None, deadline: float, out: dict) -> None:
-    """One client calling `/complete` back to back until `deadline`; appends to `out`."""
-    from gradio_client import Client, handle_file
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--artifacts", default="artifacts", help="folder of bundles to serve")
+    parser.add_argument("--model", default="lstm", help="bundle to load")
+    parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
+    parser.add_argument("--headline-seconds", type=float, default=60.0, help="v2 JSON, 8 clients")
+    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
+    parser.add_argument("--clients", nargs="+", type=int, default=[8, 64])
+    parser.add_argument("--images", nargs="+", type=int, default=[1, 64], help="per request")
+    parser.add_argument("--no-tuning", action="store_true", help="skip kserve-defaults runs")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/bench"))
+    return parser.parse_args(argv)
 
-    client = Client(url, verbose=False)
-    extra = {"model_name": model} if model else {}
-    while time.perf_counter() < deadline:
-        start = time.perf_counter()
-        try:
-            client.predict(handle_file(str(image)), KNOWN_ROWS, **extra, api_name="/complete")
-        except Exception as exc:  # counted, not fatal: the server's answer is what we measure
-            with out["lock"]:
-                out["errors"].append(f"{type(exc).__name__}: {exc}"[:200])
-            continue
-        with out["lock"]:
-            out["latencies"].append(time.perf_counter() - start)
+
+def requests(n: int) -> tuple[np.ndarray, np.ndarray]:
+    samples = load_samples()
+    image = np.stack([samples[i % len(samples)].image for i in range(n)]).astype(np.float32)
+    return image, np.full(n, KNOWN_ROWS, np.int64)
 
 
-def run_load(url: str, clients: int, seconds: float, model: str | None) -> dict:
-    """Run `clients` callers for `seconds`; the summary as JSON-ready data."""
-    out: dict = {"lock": threading.Lock(), "latencies": [], "errors": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        image = Path(tmp) / "sample.png"
-        Image.fromarray((load_samples()[0].image * 255).astype(np.uint8)).save(image)
-        start = time.perf_counter()
-        deadline = start + seconds
-        threads = [
-            threading.Thread(target=caller, args=(url, image, model, deadline, out))
-            for _ in range(clients)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - start
-    latencies = np.array(out["latencies"]) * 1000.0  # ms
-    done = len(latencies)
-    return {
-        "url": url,
-        "model": model,
-        "clients": clients,
-        "seconds": round(elapsed, 3),
-        "known_rows": KNOWN_ROWS,
-        "completions": done,
-        "completions_per_s": round(done / elapsed, 3),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 3) if done else None,
-        "p99_ms": round(float(np.percentile(latencies, 99)), 3) if done else None,
-        "errors": len(out["errors"]),
-        "error_examples": sorted(set(out["errors"]))[:5],
-    }
+def run_cell(path: str, server, model: str, n_clients: int, images: int, seconds: float, tmp):
+    image, known_rows = requests(images)
+    if path == "gradio":
+        return clients.run_gradio(server.base + "/", image[0], KNOWN_ROWS, n_clients, seconds)
+    if path == "grpc":
+        url = f"127.0.0.1:{server.grpc_port}"
+        return clients.run_grpc(url, model, image, known_rows, n_clients, seconds)
+    body, header = clients.v2_bodies(image, known_rows, tmp)[
+        "binary" if "binary" in path else "json"
+    ]
+    raw = clients.run_wrk(
+        f"{server.base}/v2/models/{model}/infer", body, header, n_clients, seconds
+    )
+    return clients.wrk_summary(raw, images)
+
+
+def measure(path: str, server, args, n_clients: int, images: int, seconds: float, tmp) -> dict:
+    before = batch_counters(server, args.model)
+    result = run_cell(path, server, args.model, n_clients, images, seconds, tmp)
+    settle(server, args.model)
+    after = batch_counters(server, args.model)
+    calls = after[1] - before[1] if before and after else 0
+    mean = (after[0] - before[0]) / calls if calls else None
+    cell = {"path": path, "clients": n_clients, "images_per_request": images, **result}
+    cell["mean_batch"] = round(mean, 2) if mean is not None else (1 if path == "gradio" else None)
+    print(
+        f"bench.load: {report.LABELS[path]}, {n_clients} clients, {images}/request: "
+        f"{cell['completions_per_s']} completions/s, p99 {cell['p99_ms']} ms, "
+        f"{cell['refused_503']} refused, {cell['errors']} errors",
+        flush=True,
+    )
+    return cell
+
+
+def api_picture(server, model: str, out: Path) -> None:
+    samples = load_samples()[:8]
+    image = np.stack([s.image for s in samples])
+    completed = clients.complete_via_api(
+        f"127.0.0.1:{server.port}", model, image, np.full(8, KNOWN_ROWS)
+    )
+    title = f"{model}: completed through the v2 API (tritonclient HTTP), {KNOWN_ROWS} rows given"
+    completion_grid(image, completed, KNOWN_ROWS, [s.label for s in samples], title=title).save(out)
+
+
+def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, servers: dict) -> None:
+    # Ray starts here with this machine's CPUs: two replicas per bundle must fit in them
+    flags = ["--replicas", "2", "--replica-cpus", "0.5"] if kind == "ray" else []
+    server = start(kind, args.artifacts, args.device, tmp, flags)
+    try:
+        servers[kind] = {"rss_mib_before": rss_mib(server)}
+        for path in paths:
+            measure(path, server, args, 2, 1, 3, tmp)  # warm-up, not recorded
+            for n_clients in args.clients:
+                for images in [1] if path == "gradio" else args.images:
+                    headline = (path, n_clients, images) == report.HEADLINE
+                    seconds = args.headline_seconds if headline else args.seconds
+                    cells.append(measure(path, server, args, n_clients, images, seconds, tmp))
+        if kind == "v2":
+            api_picture(server, args.model, args.out / "api_completion.png")
+        servers[kind]["rss_mib_after"] = rss_mib(server)
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.load", description="load test of the app's /complete endpoint"
-    )
-    parser.add_argument("--url", help="a running app; default: start one in-process")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent callers")
-    parser.add_argument("--seconds", type=float, default=30.0, help="how long to call")
-    parser.add_argument("--model", help="bundle name (default: the server's first)")
-    parser.add_argument("--artifacts", default="artifacts", help="bundles, when starting the app")
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="when starting the app")
-    parser.add_argument("--out", type=Path, default=Path("artifacts/bench/load.json"))
-    args = parser.parse_args(argv)
-
-    demo = None
-    url = args.url
-    if url is None:
-        try:
-            models = load_models(args.artifacts, args.device)
-        except BundleError as exc:
-            print(f"bench.load: {exc}", file=sys.stderr)
-            return 1
-        from serve.app import build_app, free_port, launch
-
-        models.warm([args.model or models.names[0]])  # measure requests, not the first load
-        demo = build_app(models)
-        _, url, _ = launch(demo, port=free_port(), block=False)
-    try:
-        result = run_load(url, args.clients, args.seconds, args.model)
-    finally:
-        if demo is not None:
-            demo.close()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        f"{result['completions_per_s']:.1f} completions/s, p50 {result['p50_ms']} ms, "
-        f"p99 {result['p99_ms']} ms, {result['errors']} errors "
-        f"({args.clients} clients, {result['seconds']:.0f} s) -> {args.out}"
-    )
+    args = parse_args(argv)
+    if args.model not in [p.name for p in find_bundles(args.artifacts)]:
+        print(f"bench.load: no bundle {args.model!r} under {args.artifacts}", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    cells: list[dict] = []
+    servers: dict = {}
+    tuning: list[dict] = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for kind in ("gradio", "v2", "ray"):
+            paths = [p for p in args.paths if SERVER_OF.get(p, "v2") == kind]
+            if paths:
+                run_server(kind, paths, args, tmp, cells, servers)
+        for label, flags in () if args.no_tuning else TUNING:
+            server = start("v2", args.artifacts, args.device, tmp, flags)
+            try:
+                cell = measure("rest-json", server, args, 8, 1, args.seconds, tmp)
+            finally:
+                server.stop()
+            tuning.append({"label": label, "flags": flags, **cell})
+    result = {
+        "model": args.model,
+        "known_rows": KNOWN_ROWS,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "loadavg_before": [round(x, 2) for x in load_before],
+            "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+            "note": f"One {os.cpu_count()}-CPU machine: the load generators (wrk; Python for gRPC "
+            "and Gradio) run beside the server and take CPU from it.",
+        },
+        "servers": servers,
+        "cells": cells,
+        "tuning": tuning,
+        "targets": report.targets(cells),
+    }
+    (args.out / "load.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "load.md").write_text(report.markdown(result))
+    report.chart(cells, args.out / "load.png")
+    print(f"bench.load: {result['targets']} -> {args.out}/load.json, load.md, load.png")
     return 0
 
 

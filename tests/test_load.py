@@ -1,28 +1,43 @@
-"""bench.load: a short run against an in-process app on the tiny bundles (shape, not speed)."""
+"""bench.load: a short run of every path but Ray against servers on the tiny bundles (the shape of
+the figures, not their size; `make load` on the real bundles gives the numbers)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from bench.load import main
 
+pytestmark = pytest.mark.skipif(
+    shutil.which("wrk") is None, reason="bench.load drives REST with Debian's wrk (apt install wrk)"
+)
 
-@pytest.mark.filterwarnings("ignore:::gradio.queueing")
-def test_load_script_writes_its_summary(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "load.json"
-    argv = ["--artifacts", str(tiny_bundles), "--device", "cpu", "--model", "gru"]
-    assert main([*argv, "--clients", "2", "--seconds", "2", "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert result["clients"] == 2 and result["model"] == "gru"
-    assert result["completions"] >= 1 and result["errors"] == 0, result["error_examples"]
-    assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"]
-    assert result["completions_per_s"] > 0
+
+def test_load_script_writes_its_figures(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
+    argv = ["--artifacts", str(tiny_bundles), "--model", "gru", "--out", str(tmp_path)]
+    argv += ["--paths", "gradio", "rest-json", "rest-binary", "grpc", "--clients", "2"]
+    argv += ["--images", "1", "3", "--seconds", "1", "--headline-seconds", "1", "--no-tuning"]
+    assert main(argv) == 0
+    result = json.loads((tmp_path / "load.json").read_text())
+    cells = {(c["path"], c["images_per_request"]): c for c in result["cells"]}
+    assert set(cells) == {("gradio", 1)} | {
+        (p, n) for p in ("rest-json", "rest-binary", "grpc") for n in (1, 3)
+    }
+    for key, cell in cells.items():
+        assert cell["requests_ok"] >= 1 and cell["errors"] == 0, (key, cell)
+        assert cell["p99_ms"] >= cell["p50_ms"] > 0, (key, cell)
+        assert cell["mean_batch"] >= 1, (key, cell)
+    assert set(result["servers"]) == {"gradio", "v2"}
+    assert all(s["rss_mib_after"] > 0 for s in result["servers"].values())
+    assert "v2 REST, binary tensors" in (tmp_path / "load.md").read_text()
+    assert (tmp_path / "load.png").stat().st_size > 0
+    assert (tmp_path / "api_completion.png").stat().st_size > 0
     assert "completions/s" in capsys.readouterr().out
 
 
-def test_load_script_without_bundles(tmp_path: Path, capsys) -> None:
-    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path / "x.json")]) == 1
-    assert "no bundles under" in capsys.readouterr().err
+def test_load_script_without_the_bundle(tmp_path: Path, capsys) -> None:
+    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
+    assert "no bundle 'lstm'" in capsys.readouterr().err
