@@ -82,7 +82,8 @@ def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
     """Requests to the Open Inference Protocol v2 API: `complete` of the first bundle."""
     grids = [np.asarray(Image.open(p), np.float32) / 255.0 for p in images]
     with urllib.request.urlopen(f"{url}v2/models", timeout=30) as answer:
-        model = json.load(answer)["models"][0]["name"]
+        names = json.load(answer)["models"]  # kserve lists the served models' names
+    model = next(n for n in names if not n.endswith(contract.STEP_MODEL_SUFFIX))
     image_in, rows_in = (s.name for s in contract.complete_inputs())
 
     def call(i: int) -> None:
@@ -107,11 +108,17 @@ def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
 @dataclass(frozen=True)
 class Target:
     name: str
-    module: str  # run as `python -m <module> --port P --artifacts A`
+    module: str  # run as `python -m <module> --port P --artifacts A [flags]`
     caller: Callable[[str, list[Path], Path], Callable[[int], None]]
+    flags: tuple[str, ...] = ()
+    ready: str = ""  # the path that answers 200 once the server is up
 
 
-TARGETS = {"app": Target("app", "serve", app_caller), "api": Target("api", "serve.api", api_caller)}
+TARGETS = {
+    "app": Target("app", "serve", app_caller),
+    # gRPC off: its fixed default port could clash, and the soak drives REST only
+    "api": Target("api", "serve.api", api_caller, ("--grpc-port", "0"), "v2/health/ready"),
+}
 
 
 def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300.0) -> None:
@@ -146,6 +153,7 @@ def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Pat
     port = free_port()
     env = {**os.environ, "TMPDIR": str(folders[0]), "GRADIO_TEMP_DIR": str(folders[1])}
     command = [sys.executable, "-m", target.module, "--port", str(port), "--artifacts", artifacts]
+    command += target.flags
     log = (work / "server.log").open("wb")  # a file, not a pipe: a full pipe would stall it
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -153,7 +161,7 @@ def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Pat
     counts = {"requests": 0, "errors": 0, "examples": set()}
     lock = threading.Lock()
     try:
-        wait_until_up(url, server)
+        wait_until_up(url + target.ready, server)
         target.caller(url, images, root / "warm")(1)  # loads what the first request needs
         start = sample(server, folders)
         peak = dict(start)
