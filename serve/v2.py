@@ -113,11 +113,18 @@ def _read_tensor(tensor, spec: TensorSpec) -> np.ndarray:
             f"input {spec.name!r} has datatype {tensor.datatype}; it must be {datatype}"
         )
     shape, expected = list(tensor.shape), v2_shape(spec)
-    fits = len(shape) == len(expected) and all(
-        want in (-1, got) for got, want in zip(shape, expected, strict=True)
+    # A per-image scalar (known_rows) also comes as [B, 1]: that is how Triton's batching models
+    # take it, so one client works against this server and a Triton repository alike.
+    column = len(expected) == 1 and len(shape) == 2 and shape[1] == 1
+    fits = column or (
+        len(shape) == len(expected)
+        and all(want in (-1, got) for got, want in zip(shape, expected, strict=True))
     )
     if not fits:
-        raise InvalidInput(f"input {spec.name!r} has shape {shape}; it must be {expected}")
+        raise InvalidInput(
+            f"input {spec.name!r} has shape {shape}; it must be {expected}"
+            + (" (or [-1, 1])" if len(expected) == 1 else "")
+        )
     try:
         array = tensor.as_numpy()
     except (ValueError, TypeError, OverflowError) as exc:
@@ -125,6 +132,8 @@ def _read_tensor(tensor, spec: TensorSpec) -> np.ndarray:
             f"input {spec.name!r}: its data does not fill shape {shape} as {datatype} "
             f"(a truncated body or a wrong element count): {exc}"
         ) from None
+    if column:
+        array = array.reshape(-1)
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = int(np.size(array) - np.isfinite(array).sum())
         raise InvalidInput(f"input {spec.name!r} has {bad} NaN or infinite values")

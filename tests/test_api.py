@@ -139,6 +139,19 @@ def test_infer_equals_onnxruntime(server: Running, lstm: OrtModel, transport: st
     )
 
 
+def test_known_rows_as_a_column_as_triton_takes_it(server: Running, lstm: OrtModel) -> None:
+    """[B, 1] known_rows (a Triton batching model's form) works; another 2-D shape is refused."""
+    image, known_rows = images(3, seed=2)
+    body = json_body(image, known_rows, known_rows__shape=[3, 1])
+    code, answer, _ = post(server, "/v2/models/lstm/infer", json.dumps(body).encode())
+    assert code == 200, answer
+    completed = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(image.shape)
+    np.testing.assert_allclose(completed, lstm.complete(image, known_rows), atol=1e-6)
+    body = json_body(image, known_rows, known_rows__shape=[1, 3])
+    code, answer, _ = post(server, "/v2/models/lstm/infer", json.dumps(body).encode())
+    assert code == 400 and "[-1, 1]" in json.dumps(answer), answer
+
+
 def test_step_model_is_stateless_on_the_server(server: Running, lstm: OrtModel) -> None:
     """Driving `lstm_step` row by row over gRPC, the client carrying h/c, reproduces complete."""
     image, _ = images(2, seed=1)
