@@ -100,5 +100,5 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-clean:
-	rm -rf runs .pytest_cache .ruff_cache
+clean:  # caches only: runs/ holds trained weights that may not be exported yet
+	rm -rf .pytest_cache .ruff_cache

@@ -40,7 +40,7 @@ def check_known_rows(value: object) -> int:
     lo, hi = contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an int too large for a float overflows
         number = math.nan
     if not (number.is_integer() and lo <= number <= hi):
         raise ValueError(f"known rows must be a whole number from {lo} to {hi}, got {value!r}")

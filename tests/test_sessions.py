@@ -35,7 +35,13 @@ def test_the_shared_logger_is_touched_once_per_process(
     program: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
-    monkeypatch.setattr(sessions.ort, "set_default_logger_severity", calls.append)
+    real = sessions.ort.set_default_logger_severity
+
+    def recorded(level: int) -> None:
+        calls.append(level)
+        real(level)
+
+    monkeypatch.setattr(sessions.ort, "set_default_logger_severity", recorded)
     monkeypatch.setattr(sessions, "_cuda_loads", None)  # as in a fresh process
     first = sessions.open_session(program, cuda=True, quiet=True)
     assert calls == [sessions.ORT_FATAL, sessions.ORT_WARNING]
