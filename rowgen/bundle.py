@@ -113,6 +113,9 @@ def open_bundle(path: Path | str, check_hashes: bool = True) -> Bundle:
         config = ModelConfig.from_dict(manifest["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{manifest_path}: bad model config ({exc}); {fix}") from exc
+    for required in contract.bundle_files(config):
+        if required not in files:
+            raise BundleError(f"{path}: manifest lists no {required}; {fix}")
     return Bundle(path=path, manifest=manifest, config=config)
 
 
