@@ -1,13 +1,15 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
-#   make train export     train the default LSTM and GRU stream models, then bundle them
+#   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
+#   make classifier eval  the CNN that judges sampled completions, then every measure
 #   make test             fast tests (make test-all: slow ones too)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
 
-CELLS ?= lstm gru
+CELLS ?= lstm
 MODE ?= stream
+HEAD ?= cvae
 DATASET ?= fashion-mnist
 DATA_DIR ?= $(ROWGEN_DATA_DIR)
 EPOCHS ?=
@@ -19,11 +21,11 @@ PORT ?= 7860
 DEVICE ?= auto
 PYTEST_ARGS ?=
 
-TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --head $(HEAD) --dataset $(DATASET) --seed $(SEED) --artifacts $(ARTIFACTS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
-.PHONY: venv train export serve test test-all bench eval load lint format clean
+.PHONY: venv train export serve test test-all bench eval load lint format clean classifier
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -46,6 +48,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.speed
+
+classifier: $(STAMP)
+	$(BIN)/python -m bench.classifier $(DATA_FLAG)
 
 eval: $(STAMP)
 	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
