@@ -45,6 +45,10 @@ class TorchScriptModel:
             load = torch.jit.load
             self._complete = load(str(bundle.file(contract.COMPLETE_TS)), map_location=self._device)
             self._step = load(str(bundle.file(contract.STEP_TS)), map_location=self._device)
+            self._sample = None
+            if bundle.config.stochastic:
+                path = str(bundle.file(contract.SAMPLE_TS))
+                self._sample = load(path, map_location=self._device)
 
     @property
     def providers(self) -> list[str]:
@@ -59,6 +63,24 @@ class TorchScriptModel:
             out = self._complete(
                 self._tensor(image, torch.float32),
                 self._tensor(np.asarray(known_rows).reshape(-1), torch.int64),
+            )
+        return out.cpu().numpy()
+
+    def sample(
+        self, image: np.ndarray, known_rows: np.ndarray, noise: np.ndarray, temperature: np.ndarray
+    ) -> np.ndarray:
+        """`sample.ts`: the same sampled completion as `sample.onnx` for the same noise."""
+        if self._sample is None:
+            raise ValueError(
+                f"model {self.name!r} has no {contract.SAMPLE_TS}: it only gives the mean"
+            )
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._sample(
+                self._tensor(image, torch.float32),
+                self._tensor(np.asarray(known_rows).reshape(-1), torch.int64),
+                self._tensor(noise, torch.float32),
+                self._tensor(np.asarray(temperature).reshape(-1), torch.float32),
             )
         return out.cpu().numpy()
 
