@@ -1,5 +1,6 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
-#   make train export     train the default LSTM and GRU stream models, then bundle them
+#   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
+#   make classifier eval  the CNN that judges sampled completions, then every measure
 #   make test             fast tests (make test-all: slow ones too)
 #   make triton           a Triton model repository of the bundles in artifacts/triton/
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
@@ -10,8 +11,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
 
-CELLS ?= lstm gru
+CELLS ?= lstm
 MODE ?= stream
+HEAD ?= cvae
 DATASET ?= fashion-mnist
 DATA_DIR ?= $(ROWGEN_DATA_DIR)
 EPOCHS ?=
@@ -34,13 +36,13 @@ GRPC_PORT ?= 8081
 ADDRESS ?=
 REPLICAS ?= 2
 
-TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --seed $(SEED) --runs $(RUNS) \
+TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -84,6 +86,9 @@ fuzz: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.speed
+
+classifier: $(STAMP)
+	$(BIN)/python -m bench.classifier $(DATA_FLAG)
 
 eval: $(STAMP)
 	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)

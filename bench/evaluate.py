@@ -7,7 +7,9 @@ Bundles run through their exported complete.onnx on onnxruntime (CPU), so the nu
 what is deployed. Beside them: the mean training image, ridge regression on the known rows and
 the mean of the 10 nearest training images (bench.baselines). Per-pixel MSE of the generated
 rows at known_rows 7, 14, 21, per class at 14, and a completion grid per bundle; writes
-eval.json, eval.md and <bundle>-grid.png to --out and prints the table.
+eval.json, eval.md and <bundle>-grid.png to --out and prints the table. With the classifier of
+`make classifier` present, also the measures of sampled completions (bench.sampled) and a grid
+of samples per sampler.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench import baselines
+from bench import baselines, classifier, sampled
 from bench.tables import markdown_table, sig
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle, BundleError, find_bundles, open_bundle
@@ -46,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-limit", type=int, help="fit the baselines on the first N only")
     p.add_argument("--batch-size", type=int, default=1000, help="images per onnxruntime call")
     p.add_argument("--out", type=Path, default=Path("artifacts/eval"), help="output folder")
+    p.add_argument(
+        "--classifier",
+        type=Path,
+        default=classifier.WEIGHTS,
+        help="weights of `make classifier`, for the sample measures (skipped when absent)",
+    )
     return p.parse_args(argv)
 
 
@@ -135,7 +143,7 @@ def run_eval(args: argparse.Namespace) -> dict:
                 args.out / f"{name}-grid.png",
                 title=f"{name} (complete.onnx): rows {GRID_K}-27 generated from 0-{GRID_K - 1}",
             )
-    return {
+    results = {
         "dataset": args.dataset,
         "source": test.source,
         "test_images": len(images),
@@ -144,6 +152,20 @@ def run_eval(args: argparse.Namespace) -> dict:
         "metric": "per-pixel MSE of the generated rows (known_rows..27), pixels in [0, 1]",
         "methods": methods,
     }
+    if args.classifier.is_file() and args.dataset == "fashion-mnist":
+        net, info = classifier.load(args.classifier)
+        report = sampled.sampling_report(
+            train_images,
+            images,
+            labels,
+            {b.name: completers[b.name] for b in bundles},
+            bundles,
+            net,
+            args.out,
+            class_names,
+        )
+        results["sampling"] = {"classifier": info, **report}
+    return results
 
 
 def markdown(results: dict) -> str:
@@ -164,12 +186,15 @@ def markdown(results: dict) -> str:
             for c in classes
         ],
     )
-    return (
+    text = (
         f"# rowgen evaluation: {results['dataset']}\n\n"
         f"{results['metric']}; {results['test_images']} test images, baselines fitted on "
         f"{results['train_images']} training images.\n\n{overall}\n\n"
         f"## Per class, known_rows {GRID_K}\n\n{per_class}\n"
     )
+    if "sampling" in results:
+        text += "\n" + sampled.markdown(results["sampling"])
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from export.programs import Complete, Step
+from export.programs import Complete, Sample, Step
 from export.validate import validate
+from export.validate_sample import validate_sample
 from export.writers import write_onnx, write_torchscript
 from rowgen import contract
 from rowgen.bundle import write_manifest
@@ -63,6 +64,20 @@ def write_programs(model: RowGenerator, folder: Path) -> None:
     )
     write_torchscript(step, step_example, folder / contract.STEP_TS)
     write_torchscript(done, done_example, folder / contract.COMPLETE_TS)
+    if config.stochastic:
+        write_sample(model, folder, done_example)
+
+
+def write_sample(model: RowGenerator, folder: Path, done_example: tuple) -> None:
+    """sample.onnx and sample.ts of a cvae model; the example noise is any standard draw."""
+    config = model.config
+    b = len(done_example[0])
+    noise = torch.randn(b, contract.SAMPLE_STEPS, config.noise_dim)
+    example = (*done_example, noise, torch.tensor([0.0, 1.0])[:b])
+    program = Sample(model).eval()
+    inputs, outputs = contract.sample_inputs(config.noise_dim), contract.sample_outputs()
+    write_onnx(program, example, inputs, outputs, config, folder / contract.SAMPLE_ONNX)
+    write_torchscript(program, example, folder / contract.SAMPLE_TS)
 
 
 def build_bundle(
@@ -86,6 +101,8 @@ def build_bundle(
             shutil.copy2(extra, tmp / extra.name)
         write_programs(model, tmp)
         parity = validate(tmp, model, images)
+        if model.config.stochastic:
+            parity |= validate_sample(tmp, model, images)
         manifest = write_manifest(
             tmp,
             {

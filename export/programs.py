@@ -1,4 +1,4 @@
-"""The two exported programs, `Step` and `Complete`, wrapped around a trained model's own layers.
+"""The exported programs `Step`, `Complete` and (cvae) `Sample`, around a model's own layers.
 
 Both call the model's nn.RNN/LSTM/GRU, so the ONNX files hold the standard RNN/LSTM/GRU ops (one
 node per recurrent step, weights stored once and shared by all 27 unrolled steps of `Complete`)
@@ -15,6 +15,9 @@ At batch 1 a step's cost is mostly per-node overhead on top of one read of the w
 unrolled step is kept to five nodes after onnxruntime's optimizer (LSTM, MatMul, Add, Clip,
 Where): tensors stay sequence-first, and the known rows and their masks are cut once up front.
 Window mode re-reads the last 14 rows from zero state at every step, as the course's model does.
+`Sample` is `Complete` with the latent head in place of `fc`: each unrolled step turns its slice
+of the `noise` input into z = mu + temperature * sigma * noise and decodes the row (no RandomNormal
+node: the randomness is an input, so every runtime draws the same sample).
 Parity with the eager model is checked at export (export.validate), GRU's gate variant included.
 """
 
@@ -91,17 +94,52 @@ class Complete(_Predictor):
         super().__init__(model)
         self.register_buffer("row_index", torch.arange(contract.IMAGE_SIZE), persistent=False)
 
-    def forward(self, image: torch.Tensor, known_rows: torch.Tensor) -> torch.Tensor:
+    def prompt(self, image: torch.Tensor, known_rows: torch.Tensor) -> tuple[tuple, tuple]:
+        """Rows and known-row masks, cut once: 28 x (1, B, 28) and 28 x (1, B, 1)."""
         # Everything per step stays sequence-first (1, B, ...): the recurrent op's own layout, so
         # no Squeeze/Unsqueeze per step, and the known-row masks and rows are cut once up front.
         k = known_rows.clamp(contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX)  # (B,)
         rows = image.transpose(0, 1).split(1)  # 28 x (1, B, 28): row t of every image
         given = (self.row_index[:, None, None] < k[None, :, None]).split(1)  # 28 x (1, B, 1)
+        return rows, given
+
+    def forward(self, image: torch.Tensor, known_rows: torch.Tensor) -> torch.Tensor:
+        rows, given = self.prompt(image, known_rows)
         state = self.zero_state(rows[0][0])
         row = rows[0]  # row 0 is always known
         done = [row]
         for t in range(contract.IMAGE_SIZE - 1):  # the call receiving row t predicts row t + 1
             pred, state = self.step(row, state)
             row = torch.where(given[t + 1], rows[t + 1], pred)  # (1, B, 28)
+            done.append(row)
+        return torch.cat(done).transpose(0, 1)  # (B, 28, 28)
+
+
+class Sample(Complete):
+    """`sample.onnx`: (image, known_rows, noise, temperature) -> completed, 27 steps unrolled."""
+
+    def __init__(self, model: RowGenerator) -> None:
+        super().__init__(model)
+        self.latent = copy.deepcopy(model.latent)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        known_rows: torch.Tensor,
+        noise: torch.Tensor,
+        temperature: torch.Tensor,
+    ) -> torch.Tensor:
+        rows, given = self.prompt(image, known_rows)
+        draws = noise.transpose(0, 1).split(1)  # 27 x (1, B, D): the draw for row t + 1
+        scale = temperature.clamp(min=0.0)[None, :, None]  # (1, B, 1); negative acts as 0
+        state = self.zero_state(rows[0][0])
+        row = rows[0]
+        done = [row]
+        for t in range(contract.IMAGE_SIZE - 1):
+            _, state = self.rnn(row, state)
+            h = state[0] if self.lstm else state  # (L, B, H)
+            h = h if self.rnn.num_layers == 1 else h[-1:]  # (1, B, H): the top layer
+            drawn = self.latent.sample_row(h, draws[t], scale)  # (1, B, 28)
+            row = torch.where(given[t + 1], rows[t + 1], drawn)
             done.append(row)
         return torch.cat(done).transpose(0, 1)  # (B, 28, 28)

@@ -90,6 +90,12 @@ def _max_diffs(
             raise ParityError(program, name, case, diff, tolerance)
 
 
+def random_images() -> torch.Tensor:
+    """The images the checks use when no real ones are given: pixels in [0, 1], fixed seed."""
+    size = contract.IMAGE_SIZE
+    return torch.rand(max(BATCHES), size, size, generator=torch.Generator().manual_seed(1))
+
+
 def validate(folder: Path, model: RowGenerator, images: torch.Tensor | None = None) -> dict:
     """Check the bundle files in `folder` against `model`; return the worst differences found."""
     model = model.eval()
@@ -117,13 +123,7 @@ def validate(folder: Path, model: RowGenerator, images: torch.Tensor | None = No
         report[contract.STEP_ONNX] = {"vs": "eager", "max_abs_diff": worst_onnx, "tol": step_tol}
         report[contract.STEP_TS] = {"vs": "eager", "max_abs_diff": worst_ts, "tol": step_tol}
 
-        if images is None:
-            images = torch.rand(
-                max(BATCHES),
-                contract.IMAGE_SIZE,
-                contract.IMAGE_SIZE,
-                generator=torch.Generator().manual_seed(1),
-            )
+        images = random_images() if images is None else images
         worst: dict[str, dict[str, float]] = {"onnx": {}, "ts": {}, "steps": {}}
 
         def run_step(row: np.ndarray, *state: np.ndarray) -> list[np.ndarray]:

@@ -29,6 +29,11 @@ COMPLETE_ONNX = "complete.onnx"
 STEP_TS = "step.ts"
 COMPLETE_TS = "complete.ts"
 BUNDLE_FILES = (WEIGHTS, STEP_ONNX, COMPLETE_ONNX, STEP_TS, COMPLETE_TS)
+# Stochastic bundles (config.stochastic) add one sampled completion per call.
+SAMPLE_ONNX = "sample.onnx"
+SAMPLE_TS = "sample.ts"
+SAMPLE_FILES = (SAMPLE_ONNX, SAMPLE_TS)
+SAMPLE_STEPS = IMAGE_SIZE - 1  # noise slices: one per row that can be generated (rows 1..27)
 
 BATCH = "batch"  # the one dynamic axis, always first
 
@@ -74,9 +79,28 @@ def complete_outputs() -> list[TensorSpec]:
     return [TensorSpec("completed", "float32", (BATCH, IMAGE_SIZE, IMAGE_SIZE))]
 
 
+def sample_inputs(noise_dim: int) -> list[TensorSpec]:
+    """`image`, `known_rows`, then `noise` (standard normal draws, slice t for row t + 1) and
+    `temperature` (0: deterministic, 1: the model's distribution; negative acts as 0)."""
+    return [
+        *complete_inputs(),
+        TensorSpec("noise", "float32", (BATCH, SAMPLE_STEPS, noise_dim)),
+        TensorSpec("temperature", "float32", (BATCH,)),
+    ]
+
+
+def sample_outputs() -> list[TensorSpec]:
+    return complete_outputs()
+
+
+def bundle_files(config: ModelConfig) -> tuple[str, ...]:
+    """The files a bundle of this model must list in its manifest (besides the manifest)."""
+    return BUNDLE_FILES + (SAMPLE_FILES if config.stochastic else ())
+
+
 def metadata_props(config: ModelConfig) -> dict[str, str]:
     """Key/values stored in every ONNX file so a runtime holding only the file knows the model."""
-    return {
+    props = {
         "rowgen.cell": config.cell,
         "rowgen.mode": config.mode,
         "rowgen.hidden": str(config.hidden),
@@ -84,6 +108,9 @@ def metadata_props(config: ModelConfig) -> dict[str, str]:
         "rowgen.known_rows_range": f"{KNOWN_ROWS_MIN}..{KNOWN_ROWS_MAX}",
         "rowgen.format": FORMAT,
     }
+    if config.stochastic:
+        props |= {"rowgen.head": config.head, "rowgen.noise_dim": str(config.noise_dim)}
+    return props
 
 
 def as_data(config: ModelConfig) -> dict[str, object]:
@@ -92,7 +119,7 @@ def as_data(config: ModelConfig) -> dict[str, object]:
     def specs(items: list[TensorSpec]) -> list[dict[str, object]]:
         return [s.to_dict() for s in items]
 
-    return {
+    data = {
         "image_size": IMAGE_SIZE,
         "known_rows_range": [KNOWN_ROWS_MIN, KNOWN_ROWS_MAX],
         "opset": OPSET,
@@ -100,6 +127,14 @@ def as_data(config: ModelConfig) -> dict[str, object]:
         COMPLETE_ONNX: {"inputs": specs(complete_inputs()), "outputs": specs(complete_outputs())},
         "tolerance": {"step": STEP_TOLERANCE, "complete": COMPLETE_TOLERANCE},
     }
+    if config.stochastic:  # plain bundles' contracts stay exactly as they were
+        data["noise_dim"] = config.noise_dim
+        data[SAMPLE_ONNX] = {
+            "inputs": specs(sample_inputs(config.noise_dim)),
+            "outputs": specs(sample_outputs()),
+        }
+        data["tolerance"]["sample"] = COMPLETE_TOLERANCE
+    return data
 
 
 # Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and

@@ -36,6 +36,8 @@ CHECKED_CONTRACT = (
     "tolerance",
 )
 _CONFIG_TYPES = {"cell": str, "mode": str, "hidden": int, "layers": int}
+_HEAD_TYPES = {"head": str, "noise_dim": int}
+_ALL_CONFIG_KEYS = set(_CONFIG_TYPES) | set(_HEAD_TYPES)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -59,13 +61,16 @@ def _short(value: object) -> str:
 
 def _config(manifest: dict, where: str) -> ModelConfig:
     data = manifest.get("config")
-    if not isinstance(data, dict) or set(data) != set(_CONFIG_TYPES):
+    keys = set(data) if isinstance(data, dict) else set()
+    # A plain model's config has the four base keys; a sampling model's adds its head's two.
+    if not isinstance(data, dict) or keys not in (set(_CONFIG_TYPES), _ALL_CONFIG_KEYS):
         raise BundleError(
-            f"{where}: config must be an object with keys {sorted(_CONFIG_TYPES)}, "
+            f"{where}: config must be an object with keys {sorted(_CONFIG_TYPES)} "
+            f"(and {sorted(_HEAD_TYPES)} for a sampling model), "
             f"found {_kind(data) if not isinstance(data, dict) else sorted(data)}"
         )
-    for key, kind in _CONFIG_TYPES.items():
-        value = data[key]
+    for key, kind in (_CONFIG_TYPES | _HEAD_TYPES).items():
+        value = data.get(key, kind())
         if not isinstance(value, kind) or isinstance(value, bool):
             raise BundleError(
                 f"{where}: config {key} must be {kind.__name__}, found {_short(value)}"
@@ -81,7 +86,8 @@ def _contract(manifest: dict, config: ModelConfig, where: str) -> None:
     if not isinstance(found, dict):
         raise BundleError(f"{where}: contract must be an object, found {_kind(found)}")
     expected = json.loads(json.dumps(contract.as_data(config)))  # tuples -> lists, as stored
-    for key in CHECKED_CONTRACT:
+    sampling = (contract.SAMPLE_ONNX, "noise_dim") if config.stochastic else ()
+    for key in (*CHECKED_CONTRACT, *sampling):
         if found.get(key) != expected[key]:
             raise BundleError(
                 f"{where}: contract {key} is {_short(found.get(key))}, this code's is "
@@ -89,7 +95,7 @@ def _contract(manifest: dict, config: ModelConfig, where: str) -> None:
             )
 
 
-def _files(manifest: dict, where: str) -> dict[str, dict]:
+def _files(manifest: dict, config: ModelConfig, where: str) -> dict[str, dict]:
     files = manifest.get("files")
     if not isinstance(files, dict):
         raise BundleError(f"{where}: files must be an object, found {_kind(files)}")
@@ -113,7 +119,7 @@ def _files(manifest: dict, where: str) -> dict[str, dict]:
                 f"{where}: files[{_short(name)}].sha256 must be 64 hex digits, "
                 f"found {_short(digest)}"
             )
-    for required in contract.BUNDLE_FILES:
+    for required in contract.bundle_files(config):
         if required not in files:
             raise BundleError(f"{where}: manifest lists no {required}")
     return files
@@ -128,5 +134,5 @@ def check_manifest(manifest: object, where: str) -> ModelConfig:
         raise BundleError(f"{where}: format is {_short(found)}, expected {contract.FORMAT!r}")
     config = _config(manifest, where)
     _contract(manifest, config, where)
-    _files(manifest, where)
+    _files(manifest, config, where)
     return config

@@ -18,13 +18,17 @@ import numpy as np
 
 from rowgen import contract
 from rowgen.pictures import panel, side_by_side, to_uint8
+from rowgen.sampling import MAX_SAMPLES, MAX_TEMPERATURE
 from serve.gallery import Sample, load_samples
 from serve.images import MAX_BYTES, ImageInputError, load_sketch, load_upload
 from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import ONNXRUNTIME, Model, ModelSet
+from serve.sampled import check_sampling, draw_samples
 from serve.sketchpad import checked_sketchpad
 
 GALLERY, UPLOAD, DRAW = "Gallery", "Upload", "Draw"
+MEAN, SAMPLE = "mean", "sample"
+DEFAULT_SAMPLES = 4
 DEFAULT_KNOWN_ROWS = 14
 SCALE = 8  # each pixel shown as an 8x8 block
 UI_CONCURRENCY, API_CONCURRENCY = 4, 8  # requests run at once per event (sessions are shared)
@@ -56,12 +60,15 @@ def offline_theme() -> gr.themes.Base:
 
 
 def picture(original: np.ndarray, completed: np.ndarray, k: int, rows_done: int) -> np.ndarray:
-    """Original, masked and completed (rows >= rows_done still black), enlarged, side by side."""
-    shown = completed.copy()
-    shown[rows_done:] = 0.0
-    return side_by_side(
-        [panel(original, k, SCALE), panel(original, k, SCALE, masked=True), panel(shown, k, SCALE)]
-    )
+    """Original, masked and completed (rows >= rows_done still black), enlarged, side by side.
+
+    completed: (28, 28), or (S, 28, 28) for S samples shown one beside the other.
+    """
+    shown = completed.copy().reshape(-1, *original.shape)
+    shown[:, rows_done:] = 0.0
+    scale = SCALE if len(shown) == 1 else SCALE // 2
+    first = [panel(original, k, scale), panel(original, k, scale, masked=True)]
+    return side_by_side(first + [panel(s, k, scale) for s in shown])
 
 
 def summary(model: Model, k: int, seconds: float, mse: float | None) -> str:
@@ -129,15 +136,26 @@ class Handlers:
         known_rows: float,
         model_name: str,
         backend: str,
+        mode: str = MEAN,
+        samples: float = DEFAULT_SAMPLES,
+        temperature: float = 1.0,
+        seed: float = 0,
     ) -> Iterator[tuple[np.ndarray, str]]:
-        """Yield (picture, summary) as the rows arrive through `step.onnx` (or `step.ts`)."""
+        """Yield (picture, summary) as the rows arrive through `step.onnx` (or `step.ts`).
+
+        mode "sample": `samples` draws of `sample.onnx` from `seed`, shown side by side.
+        """
         self.sweep()
         try:
             k = check_known_rows(known_rows)
+            drawn = check_sampling(samples, temperature, seed) if mode == SAMPLE else None
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         model = self.model(model_name, backend)
         original, whole = self.read_input(source, sample, upload, sketch, invert)
+        if drawn is not None:
+            yield from self.stream_samples(model, original, k, *drawn)
+            return
         completed = np.zeros_like(original)
         rows = model.stream(original[None], np.array([k]))
         busy = 0.0  # model time only: the pauses at each `yield` are gradio's
@@ -156,15 +174,51 @@ class Handlers:
         final = self.pngs.write(picture(original, completed, k, contract.IMAGE_SIZE))
         yield final, summary(model, k, busy, mse)
 
-    def complete_api(self, image: str | None, known_rows: float, model_name: str) -> str:
-        """The `/complete` endpoint: an image file -> a PNG of the completed 28x28 image."""
+    def draw(self, model: Model, image: np.ndarray, k: int, n: int, temp: float, seed: int):
+        try:
+            return draw_samples(model, self.models, image, k, n, temp, seed)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def stream_samples(
+        self, model: Model, original: np.ndarray, k: int, n: int, temp: float, seed: int
+    ) -> Iterator[tuple[np.ndarray, str]]:
+        """The samples come from one `sample.onnx` call; their rows are then shown in turn."""
+        start = time.perf_counter()
+        completed = self.draw(model, original, k, n, temp, seed)
+        seconds = time.perf_counter() - start
+        note = f"{n} sample(s), temperature {temp:g}, seed {seed}"
+        for r in range(k - 1, contract.IMAGE_SIZE):
+            frame = self.pngs.write(picture(original, completed, k, r + 1))
+            yield frame, summary(model, k, seconds, None) + " · " + note
+
+    def complete_api(
+        self,
+        image: str | None,
+        known_rows: float,
+        model_name: str,
+        mode: str = MEAN,
+        samples: float = 1,
+        temperature: float = 1.0,
+        seed: float = 0,
+    ) -> str:
+        """The `/complete` endpoint: an image file -> a PNG of the completed 28x28 image.
+
+        mode "sample": `samples` sampled completions from `seed`, side by side (28 x 28 * n).
+        """
         self.sweep()
         try:
             k = check_known_rows(known_rows)
+            if mode not in (MEAN, SAMPLE):
+                raise ValueError(f"mode must be {MEAN!r} or {SAMPLE!r}, got {mode!r}")
+            drawn = check_sampling(samples, temperature, seed) if mode == SAMPLE else None
             grid = load_upload(image)
         except (ValueError, ImageInputError) as exc:
             raise gr.Error(str(exc)) from exc
         model = self.model(model_name)
+        if drawn is not None:
+            strip = np.concatenate(list(self.draw(model, grid, k, *drawn)), axis=1)
+            return self.pngs.write(to_uint8(strip))
         return self.pngs.write(to_uint8(model.complete(grid[None], np.array([k]))[0]))
 
 
@@ -229,6 +283,23 @@ def build_app(
                 )
                 model = gr.Dropdown(models.names, value=models.best, label="Model")
                 backend = gr.Dropdown(backend_choices, value=ONNXRUNTIME, label="Backend")
+                with gr.Accordion("Mean or samples", open=True):
+                    mode = gr.Radio(
+                        [MEAN, SAMPLE],
+                        value=MEAN,
+                        label="Completion",
+                        elem_id="mode",
+                        info="mean: the one best guess (blurry where several bottoms fit); "
+                        "sample: drawn completions (models with sample.onnx)",
+                    )
+                    with gr.Row():
+                        samples = gr.Slider(
+                            1, MAX_SAMPLES, value=DEFAULT_SAMPLES, step=1, label="Samples"
+                        )
+                        temperature = gr.Slider(
+                            0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature"
+                        )
+                        seed = gr.Number(value=0, precision=0, minimum=0, label="Seed")
                 run = gr.Button("Complete", variant="primary", elem_id="run")
             with gr.Column(scale=1):
                 result = gr.Image(
@@ -243,12 +314,17 @@ def build_app(
             api_image = gr.File(type="filepath")
             api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS, precision=0)
             api_model = gr.Textbox(value=models.best)
+            api_mode = gr.Textbox(value=MEAN)
+            api_samples = gr.Number(value=1, precision=0)
+            api_temperature = gr.Number(value=1.0)
+            api_seed = gr.Number(value=0, precision=0)
             api_out = gr.Image(label="completed", format="png", image_mode="L")
             api_button = gr.Button()
 
         for tab, name in ((gallery_tab, GALLERY), (upload_tab, UPLOAD), (draw_tab, DRAW)):
             tab.select(None, None, source, js=f"() => {json.dumps(name)}")
         inputs = [source, sample, upload, sketch, invert, known_rows, model, backend]
+        inputs += [mode, samples, temperature, seed]
         stream = {"api_visibility": "undocumented", "concurrency_limit": UI_CONCURRENCY}
         gallery.select(
             handlers.pick_sample, None, [sample, chosen], api_visibility="undocumented"
@@ -256,7 +332,7 @@ def build_app(
         run.click(handlers.stream, inputs, [result, stats], **stream)
         api_button.click(
             handlers.complete_api,
-            [api_image, api_rows, api_model],
+            [api_image, api_rows, api_model, api_mode, api_samples, api_temperature, api_seed],
             api_out,
             api_name="complete",
             concurrency_limit=API_CONCURRENCY,

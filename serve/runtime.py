@@ -38,7 +38,8 @@ class DeviceError(RuntimeError):
 
 
 class Model(Protocol):
-    """What the app needs of a backend: a name, where it runs, and the two ways to complete."""
+    """What the app needs of a backend: a name, where it runs, the two ways to complete, and
+    (stochastic bundles only; ValueError otherwise) sampled completions."""
 
     name: str
     backend: str
@@ -50,6 +51,10 @@ class Model(Protocol):
     def complete(self, image: np.ndarray, known_rows: np.ndarray) -> np.ndarray: ...
 
     def stream(self, image: np.ndarray, known_rows: np.ndarray) -> Rows: ...
+
+    def sample(
+        self, image: np.ndarray, known_rows: np.ndarray, noise: np.ndarray, temperature: np.ndarray
+    ) -> np.ndarray: ...
 
 
 def make_session(model: sessions.Model, device: str) -> ort.InferenceSession:
@@ -118,6 +123,7 @@ class OrtModel:
             device = "cpu"  # CUDA did not load: don't pay for the failed attempt twice
         self.device = device
         self._complete_session: ort.InferenceSession | None = None
+        self._sample_session: ort.InferenceSession | None = None
         self._lock = threading.Lock()
         self._step_in = [s.name for s in contract.step_inputs(self.config)]
         self._step_out = [s.name for s in contract.step_outputs(self.config)]
@@ -130,6 +136,32 @@ class OrtModel:
                 program = self.bundle.read(contract.COMPLETE_ONNX)
                 self._complete_session = make_session(program, self.device)
             return self._complete_session
+
+    @property
+    def sample_session(self) -> ort.InferenceSession:
+        """`sample.onnx`, opened on first use; ValueError for a bundle that cannot sample."""
+        if not self.config.stochastic:
+            raise ValueError(
+                f"model {self.name!r} has no {contract.SAMPLE_ONNX}: it only gives the mean"
+            )
+        with self._lock:
+            if self._sample_session is None:
+                path = self.bundle.file(contract.SAMPLE_ONNX)
+                self._sample_session = make_session(path, self.device)
+            return self._sample_session
+
+    def sample(
+        self, image: np.ndarray, known_rows: np.ndarray, noise: np.ndarray, temperature: np.ndarray
+    ) -> np.ndarray:
+        """One sampled completion per image: noise (B, 27, noise_dim), temperature (B,)."""
+        names = [s.name for s in contract.sample_inputs(self.config.noise_dim)]
+        values = (
+            np.ascontiguousarray(image, np.float32),
+            np.asarray(known_rows, np.int64).reshape(-1),
+            np.ascontiguousarray(noise, np.float32),
+            np.asarray(temperature, np.float32).reshape(-1),
+        )
+        return self.sample_session.run(None, dict(zip(names, values, strict=True)))[0]
 
     @property
     def providers(self) -> list[str]:

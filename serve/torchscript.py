@@ -46,6 +46,9 @@ class TorchScriptModel:
             # The bytes open_bundle hashed, not a second open of the path.
             self._complete = self._load(bundle.read(contract.COMPLETE_TS))
             self._step = self._load(bundle.read(contract.STEP_TS))
+            self._sample = None
+            if bundle.config.stochastic:
+                self._sample = self._load(bundle.read(contract.SAMPLE_TS))
 
     def _load(self, program: bytes):
         return self._torch.jit.load(io.BytesIO(program), map_location=self._device)
@@ -63,6 +66,24 @@ class TorchScriptModel:
             out = self._complete(
                 self._tensor(image, torch.float32),
                 self._tensor(np.asarray(known_rows).reshape(-1), torch.int64),
+            )
+        return out.cpu().numpy()
+
+    def sample(
+        self, image: np.ndarray, known_rows: np.ndarray, noise: np.ndarray, temperature: np.ndarray
+    ) -> np.ndarray:
+        """`sample.ts`: the same sampled completion as `sample.onnx` for the same noise."""
+        if self._sample is None:
+            raise ValueError(
+                f"model {self.name!r} has no {contract.SAMPLE_TS}: it only gives the mean"
+            )
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._sample(
+                self._tensor(image, torch.float32),
+                self._tensor(np.asarray(known_rows).reshape(-1), torch.int64),
+                self._tensor(noise, torch.float32),
+                self._tensor(np.asarray(temperature).reshape(-1), torch.float32),
             )
         return out.cpu().numpy()
 

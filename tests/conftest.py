@@ -64,18 +64,22 @@ def tiny_model(cell: str, mode: str = "stream", hidden: int = 8, layers: int = 1
 @pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of exported, parity-checked bundles of tiny random models, one per cell/mode."""
+    root = tmp_path_factory.mktemp("artifacts")
+    for name, (cell, mode, hidden, layers) in TINY_CONFIGS.items():
+        export_tiny(tiny_model(cell, mode, hidden, layers), root / name)
+    return root
+
+
+def export_tiny(model, folder: Path) -> None:
+    """Export `model` as a bundle at `folder` (its weights file only passes through)."""
     from export.build import build_bundle
     from training.checkpoint import save_weights
 
-    root = tmp_path_factory.mktemp("artifacts")
-    for name, (cell, mode, hidden, layers) in TINY_CONFIGS.items():
-        model = tiny_model(cell, mode, hidden, layers)
-        weights = root / f"{name}.safetensors"
-        save_weights(model, weights)
-        info = {"dataset": "fashion-mnist", "metrics": {"test_mse_k14": 0.1}}
-        build_bundle(model, root / name, weights, info=info)
-        weights.unlink()
-    return root
+    weights = folder.with_suffix(".safetensors")
+    save_weights(model, weights)
+    info = {"dataset": "fashion-mnist", "metrics": {"test_mse_k14": 0.1}}
+    build_bundle(model, folder, weights, info=info)
+    weights.unlink()
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +118,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"hypothesis: {sum(CASES.values())} cases run by {len(CASES)} property tests "
             f"(up to {settings.default.max_examples} generated examples each)"
         )
+
+
+TINY_SAMPLER = "lstm-cvae"  # the stochastic bundle of `tiny_sampler_bundles`
+
+
+def tiny_sampler(hidden: int = 8, noise_dim: int = 4, seed: int = 0):
+    """A random-weight cvae RowGenerator: a mean head plus a latent head that samples."""
+    import torch
+
+    from rowgen.config import ModelConfig
+    from training.model import RowGenerator
+
+    torch.manual_seed(seed)
+    return RowGenerator(ModelConfig("lstm", "stream", hidden, 1, "cvae", noise_dim)).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_sampler_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one exported, parity-checked stochastic bundle and one plain one."""
+    root = tmp_path_factory.mktemp("sampler-artifacts")
+    for name, model in ((TINY_SAMPLER, tiny_sampler()), ("gru", tiny_model("gru"))):
+        export_tiny(model, root / name)
+    return root

@@ -15,6 +15,7 @@ from rowgen import contract
 from rowgen.bundle import open_bundle
 from tests.conftest import ARTIFACTS
 from training.checkpoint import load_weights
+from training.latent import sample
 from training.model import complete
 
 pytestmark = [
@@ -29,7 +30,7 @@ def full_fp32() -> None:
     torch.backends.cudnn.allow_tf32 = False
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm"])
 def test_cuda_completion_matches_onnxruntime_cpu(name: str) -> None:
     bundle = open_bundle(ARTIFACTS / name)
     model = load_weights(bundle.file(contract.WEIGHTS)).cuda()
@@ -47,7 +48,7 @@ def test_cuda_completion_matches_onnxruntime_cpu(name: str) -> None:
     assert np.abs(got - want).max() <= contract.COMPLETE_TOLERANCE, "complete.ts CUDA vs ORT CPU"
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("name", ["lstm"])
 def test_cuda_step_matches_onnxruntime_cpu(name: str) -> None:
     bundle = open_bundle(ARTIFACTS / name)
     config = bundle.config
@@ -67,3 +68,21 @@ def test_cuda_step_matches_onnxruntime_cpu(name: str) -> None:
     for spec, a, b in zip(contract.step_outputs(config), got, want, strict=True):
         diff = float(np.abs(a.cpu().numpy() - b).max())
         assert diff <= contract.STEP_TOLERANCE, f"{spec.name}: step.ts CUDA vs ORT CPU {diff}"
+
+
+def test_cuda_sample_matches_onnxruntime_cpu() -> None:
+    bundle = open_bundle(ARTIFACTS / "lstm")
+    model = load_weights(bundle.file(contract.WEIGHTS)).cuda()
+    gen = torch.Generator().manual_seed(3)
+    image = torch.rand(64, 28, 28, generator=gen)
+    known = torch.tensor([1, 7, 14, 27] * 16)
+    noise = torch.randn(64, contract.SAMPLE_STEPS, bundle.config.noise_dim, generator=gen)
+    temperature = torch.ones(64)
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+    inputs = (image, known, noise, temperature)
+    cpu = ort.InferenceSession(
+        str(bundle.file(contract.SAMPLE_ONNX)), providers=["CPUExecutionProvider"]
+    )
+    want = cpu.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})[0]
+    eager = sample(model, *(t.cuda() for t in inputs)).cpu().numpy()
+    assert np.abs(eager - want).max() <= contract.COMPLETE_TOLERANCE, "eager CUDA vs ORT CPU"

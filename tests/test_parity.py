@@ -20,9 +20,10 @@ from rowgen import contract
 from rowgen.bundle import open_bundle
 from tests.conftest import ARTIFACTS, TINY_CONFIGS, tiny_model
 from training.checkpoint import load_weights, save_weights
+from training.latent import sample
 from training.model import complete
 
-SHIPPED = ("lstm", "gru")
+SHIPPED = ("lstm",)  # the GRU bundle made room for lstm's sample programs (12 MB budget)
 
 
 @pytest.mark.parametrize("name", list(TINY_CONFIGS))
@@ -148,3 +149,23 @@ def test_eager_reference_matches_shipped_complete_onnx_on_a_mixed_batch() -> Non
     )
     got = session.run(None, {"image": image.numpy(), "known_rows": known.numpy()})[0]
     assert np.abs(got - complete(model, image, known).numpy()).max() <= 1e-4
+
+
+def test_shipped_sample_onnx_matches_eager() -> None:
+    folder = ARTIFACTS / "lstm"
+    bundle = open_bundle(folder)
+    assert bundle.config.stochastic, "the shipped lstm bundle samples (sample.onnx)"
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(5, 28, 28, generator=gen)
+    known = torch.tensor([1, 7, 14, 21, 27])
+    noise = torch.randn(5, contract.SAMPLE_STEPS, bundle.config.noise_dim, generator=gen)
+    temperature = torch.tensor([1.0, 0.0, 0.5, 1.0, 2.0])
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+    feeds = {n: t.numpy() for n, t in zip(names, (image, known, noise, temperature), strict=True)}
+    session = ort.InferenceSession(
+        str(folder / contract.SAMPLE_ONNX), providers=["CPUExecutionProvider"]
+    )
+    got = session.run(None, feeds)[0]
+    want = sample(model, image, known, noise, temperature).numpy()
+    assert np.abs(got - want).max() <= contract.COMPLETE_TOLERANCE

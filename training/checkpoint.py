@@ -109,6 +109,20 @@ def state_dict_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) 
     return problems
 
 
+def load_core(model: RowGenerator, path: Path) -> None:
+    """Load the recurrent core and mean head of a trained MSE model of the same size."""
+    trained = load_weights(path)
+    fields = ("cell", "mode", "hidden", "layers")
+    have, want = (tuple(getattr(c, f) for f in fields) for c in (trained.config, model.config))
+    if have != want:
+        found, needed = (dict(zip(fields, v, strict=True)) for v in (have, want))
+        raise ValueError(
+            f"{path} holds a core {found}, not {needed}; pass --cell/--hidden/--layers matching it"
+        )
+    model.rnn.load_state_dict(trained.rnn.state_dict())
+    model.fc.load_state_dict(trained.fc.state_dict())
+
+
 def load_course_state_dict(model: RowGenerator, path: Path) -> None:
     """Load a state_dict saved from the course notebook's `Net` (keys rnn.*, fc.*)."""
     state = read_state_dict(path)

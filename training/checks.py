@@ -64,11 +64,15 @@ def check_recipe(recipe: Recipe) -> None:
         raise UsageError(f"--free-run-from {recipe.free_run_from}: give an epoch >= 0")
 
 
-def model_config(cell: str, mode: str, hidden: int, layers: int) -> ModelConfig:
+def model_config(
+    cell: str, mode: str, hidden: int, layers: int, head: str = "mse", noise_dim: int = 0
+) -> ModelConfig:
     try:
-        return ModelConfig(cell, mode, hidden, layers)
+        return ModelConfig(cell, mode, hidden, layers, head, noise_dim)
     except ValueError as exc:
-        raise UsageError(f"{exc}; pass --hidden and --layers of at least 1") from None
+        raise UsageError(
+            f"{exc}; pass --hidden and --layers of at least 1 (window models train with --head mse)"
+        ) from None
 
 
 def resume_state(path: Path, config: ModelConfig, recipe: Recipe) -> dict:

@@ -9,6 +9,9 @@ Read an image as 28 rows of 28 pixels, top to bottom. The model sees row t and p
 `stream` mode carries the recurrent state down the whole image; `window` mode is the course's
 model, which re-reads the last 14 rows from zero state for every prediction. The attribute
 names `rnn` and `fc` match the course notebook's `Net`, so its state_dict loads as is.
+
+Head "cvae" adds `latent` (LatentHead), a distribution over the next row beside `fc`'s mean;
+training.latent explains the design and holds its likelihood and the eager sampler.
 """
 
 from __future__ import annotations
@@ -23,6 +26,56 @@ from rowgen.config import ModelConfig
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 _RNN_CLASSES: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+LATENT_WIDTH = 128  # hidden units of the prior, posterior and decoder MLPs (sized for a CPU)
+LOG_SCALE_MIN = -7.0  # the decoder's per-pixel logistic scale stays above ~1/4 of a grey level
+
+
+def _mlp(inputs: int, outputs: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(inputs, LATENT_WIDTH), nn.ReLU(), nn.Linear(LATENT_WIDTH, outputs)
+    )
+
+
+class LatentHead(nn.Module):
+    """A conditional VAE step on the recurrent state h_t (the top layer's output).
+
+    prior      p(z | h_t)           = N(mu, sigma)          h_t -> (mu, log_var)
+    posterior  q(z | h_t, row_t+1)                           training only
+    decoder    p(row_t+1 | h_t, z)  = 28 discretized logistics (mean, log_scale)
+    """
+
+    def __init__(self, hidden: int, noise_dim: int) -> None:
+        super().__init__()
+        size = contract.IMAGE_SIZE
+        self.prior = _mlp(hidden, 2 * noise_dim)
+        self.posterior = _mlp(hidden + size, 2 * noise_dim)
+        self.decoder = _mlp(hidden + noise_dim, 2 * size)
+
+    def prior_params(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.prior(h).chunk(2, dim=-1)  # (..., D) each
+        return mu, log_var
+
+    def posterior_params(
+        self, h: torch.Tensor, row: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.posterior(torch.cat([h, row], dim=-1)).chunk(2, dim=-1)
+        return mu, log_var
+
+    def decode(self, h: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, log_scale) of the next row's pixels, (..., 28) each; mean is unclipped."""
+        mean, log_scale = self.decoder(torch.cat([h, z], dim=-1)).chunk(2, dim=-1)
+        return mean, log_scale.clamp(min=LOG_SCALE_MIN)
+
+    def sample_row(
+        self, h: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
+    ) -> torch.Tensor:
+        """One sampled row, clipped to [0, 1]: z = mu + temperature * sigma * noise, decoded.
+
+        h (..., H), noise (..., D), temperature broadcastable to (..., 1), already >= 0.
+        """
+        mu, log_var = self.prior_params(h)
+        z = mu + temperature * torch.exp(0.5 * log_var) * noise
+        return self.decode(h, z)[0].clamp(0.0, 1.0)
 
 
 class RowGenerator(nn.Module):
@@ -34,6 +87,8 @@ class RowGenerator(nn.Module):
         size = contract.IMAGE_SIZE
         self.rnn = _RNN_CLASSES[config.cell](size, config.hidden, config.layers, batch_first=True)
         self.fc = nn.Linear(config.hidden, size)
+        if config.stochastic:
+            self.latent = LatentHead(config.hidden, config.noise_dim)
 
     def init_state(self, batch: int) -> State:
         """Zero state, i.e. "top of the image", in torch's (layers, B, H) layout."""

@@ -59,3 +59,35 @@ COURSE_WINDOW = Recipe(
 
 def default_recipe(mode: str) -> Recipe:
     return COURSE_WINDOW if mode == "window" else STREAM
+
+
+@dataclass(frozen=True)
+class LatentRecipe:
+    """How to train a cvae head's latent variable on the trained (frozen) recurrent core."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    kl_warmup: float  # epochs over which the KL weight rises linearly from 0 to 1
+    rows_per_image: int  # random rows of each batch scored per step (an unbiased subsample)
+    free_bits: float  # nats per latent dimension (batch mean) below which KL is not penalised
+    grad_clip: float
+
+    to_dict = asdict
+    with_overrides = Recipe.with_overrides
+
+
+# The core and the mean head are trained first by STREAM and then frozen, so the mean path is
+# exactly the proven recipe's; the latent head learns p(next row | h_t) on top of it, from the
+# frozen core's states computed once. The KL warm-up keeps the decoder from learning to ignore
+# z before the posterior carries anything. Scoring 9 of the 27 rows per step makes an epoch
+# 3x cheaper on a CPU at the same number of updates.
+LATENT = LatentRecipe(
+    epochs=10,
+    batch_size=256,
+    lr=1e-3,
+    kl_warmup=1.0,
+    rows_per_image=9,
+    free_bits=0.5,
+    grad_clip=1.0,
+)

@@ -3,6 +3,7 @@
     python -m training.train --cell lstm                  # rowgen's stream model (default)
     python -m training.train --cell lstm --mode window    # the course's 14-row window model
     make train                                            # the default LSTM and GRU models
+    python -m training.train --cell lstm --head cvae      # plus a latent head for sampling
 
 Checkpoints go to `runs/<name>/checkpoint.pt` after every epoch; `--resume` continues there.
 Training never writes to `artifacts/`: the bundle being served stays whole until
@@ -22,12 +23,13 @@ import torch
 from tqdm import tqdm
 
 from rowgen import contract
-from rowgen.config import CELLS, MODES
+from rowgen.config import CELLS, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, checks, data, plots
+from training.latent_loop import test_bits, train_latent
 from training.loop import evaluate, train_epoch
 from training.model import RowGenerator, complete
-from training.recipe import Recipe, default_recipe
+from training.recipe import LATENT, Recipe, default_recipe
 
 TRAINING_JSON = "training.json"
 LOSS_PNG = "loss.png"
@@ -47,6 +49,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
     p.add_argument("--name", help="bundle name, one cell only (default: cell, or cell-window)")
+    p.add_argument("--head", choices=HEADS, default="mse", help="mse, or cvae: also sample")
+    p.add_argument("--noise-dim", type=int, default=16, help="latent size of a cvae head")
+    p.add_argument(
+        "--core-from",
+        type=Path,
+        help="cvae: take core and mean head from this trained MSE weights file, skip that stage",
+    )
+    p.add_argument("--latent-epochs", type=int, help="override the latent stage's epochs")
+    p.add_argument("--free-bits", type=float, help="override the latent stage's KL floor")
     p.add_argument("--dataset", choices=list(data.DATASETS), default="fashion-mnist")
     p.add_argument("--data-dir", help=f"folder with the 4 IDX .gz files (or ${data.DATA_DIR_ENV})")
     p.add_argument("--no-verify", action="store_true", help="accept non-official IDX files")
@@ -113,7 +124,11 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
 
 
 def run(args: argparse.Namespace, cell: str) -> int:
-    config = checks.model_config(cell, args.mode, args.hidden, args.layers)
+    stochastic = args.head == "cvae"
+    if args.core_from and not stochastic:
+        raise checks.UsageError("--core-from trains only a latent head: add --head cvae")
+    noise_dim = args.noise_dim if stochastic else 0
+    config = checks.model_config(cell, args.mode, args.hidden, args.layers, args.head, noise_dim)
     recipe: Recipe = default_recipe(args.mode).with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -136,6 +151,11 @@ def run(args: argparse.Namespace, cell: str) -> int:
     model = RowGenerator(config).to(device)
     if args.init_from:
         checks.init_from(model, args.init_from)
+    if args.core_from:
+        try:
+            checkpoint.load_core(model, args.core_from)
+        except (FileNotFoundError, ValueError) as exc:
+            raise checks.UsageError(f"--core-from: {exc}") from None
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -162,7 +182,13 @@ def run(args: argparse.Namespace, cell: str) -> int:
         "train_images": len(train_images),
         "test_images": len(test_images),
     }
-    for epoch in range(len(history), recipe.epochs):
+    core_json = args.core_from.parent / TRAINING_JSON if args.core_from else None
+    if core_json is not None and core_json.is_file():  # keep the core's own training record
+        core_info = json.loads(core_json.read_text())
+        history = core_info.pop("history", [])
+        meta["core_training"] = core_info
+    first_epoch = recipe.epochs if args.core_from else len(history)  # the core is trained
+    for epoch in range(first_epoch, recipe.epochs):
         generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
         free_run = config.mode == "stream" and epoch >= recipe.free_run_from
         start = time.perf_counter()
@@ -201,7 +227,17 @@ def run(args: argparse.Namespace, cell: str) -> int:
             ckpt_path,
         )
 
+    if stochastic:
+        latent_recipe = LATENT.with_overrides(epochs=args.latent_epochs, free_bits=args.free_bits)
+        cut = args.eval_every_epoch
+        meta["latent_recipe"] = latent_recipe.to_dict()
+        meta["core_from"] = str(args.core_from) if args.core_from else None
+        meta["latent_history"] = train_latent(
+            model, train_images, test_images[:cut].to(device), latent_recipe, args.seed, name
+        )
     metrics = evaluate(model, test_images, device)  # the whole test split, once
+    if stochastic:
+        metrics.update(test_bits(model, test_images.to(device)))
     write_outputs(
         model.cpu(),
         args.runs / name,
@@ -212,7 +248,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
         test_labels.numpy(),
         args.dataset,
     )
-    total = sum(h["seconds"] for h in history)
+    total = sum(h["seconds"] for h in history + meta.get("latent_history", []))
     print(
         f"trained {name} on {args.dataset} in {total / 60:.1f} min: "
         + ", ".join(f"{k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)

@@ -1,0 +1,62 @@
+"""Training a cvae head: the latent stage runs, records its bound, and leaves the mean path be."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rowgen import contract
+from tests.idx import write_tiny_dataset
+from training import train
+from training.checkpoint import load_weights
+
+
+def _argv(tmp_path: Path, data: Path, name: str, *extra: str) -> list[str]:
+    return [
+        "--cell", "lstm", "--hidden", "8", "--epochs", "1", "--batch-size", "16",
+        "--latent-epochs", "1", "--noise-dim", "3", "--data-dir", str(data), "--no-verify",
+        "--threads", "1", "--artifacts", str(tmp_path / "artifacts"),
+        "--runs", str(tmp_path / "runs"), "--name", name, *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path / "data")
+
+
+def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    assert train.main(_argv(tmp_path, tiny_data, "a", "--head", "cvae")) == 0
+    first = tmp_path / "artifacts" / "a"
+    model = load_weights(first / contract.WEIGHTS)
+    assert model.config.stochastic and model.config.noise_dim == 3
+    summary = json.loads((first / train.TRAINING_JSON).read_text())
+    assert {f"test_bpp_k{k}" for k in contract.EVAL_KNOWN_ROWS} <= set(summary["metrics"])
+    assert len(summary["latent_history"]) == 1 and len(summary["history"]) == 1
+
+    weights = str(first / contract.WEIGHTS)
+    argv = _argv(tmp_path, tiny_data, "b", "--head", "cvae", "--core-from", weights, "--seed", "1")
+    assert train.main(argv) == 0
+    second = load_weights(tmp_path / "artifacts" / "b" / contract.WEIGHTS)
+    changed = {
+        k for k, v in model.state_dict().items() if not torch.equal(v, second.state_dict()[k])
+    }
+    assert changed and all(k.startswith("latent.") for k in changed), f"changed: {changed}"
+    again = json.loads((tmp_path / "artifacts" / "b" / train.TRAINING_JSON).read_text())
+    assert again["core_training"]["name"] == "a" and again["history"] == summary["history"]
+
+
+def test_bad_head_flags_are_clean_exits(tmp_path: Path, tiny_data: Path, capsys) -> None:
+    argv = _argv(tmp_path, tiny_data, "c", "--core-from", str(tmp_path / "none.safetensors"))
+    assert train.main(argv) == 2
+    assert "--head cvae" in capsys.readouterr().err
+    assert train.main(_argv(tmp_path, tiny_data, "d", "--head", "cvae", "--mode", "window")) == 2
+    assert "--head mse" in capsys.readouterr().err
+    argv = _argv(tmp_path, tiny_data, "e", "--head", "cvae", "--core-from", str(tmp_path / "x"))
+    assert train.main(argv) == 2
+    assert "no weights" in capsys.readouterr().err
