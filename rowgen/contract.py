@@ -153,6 +153,9 @@ _MEANINGS = {
     "known_rows": f"per image, how many top rows are given ({KNOWN_ROWS_MIN}..{KNOWN_ROWS_MAX}, "
     "others clamped into it)",
     "completed": "the known rows copied exactly, every row below generated",
+    "noise": "standard normal draws, one slice per generated step; the same noise gives the "
+    "same sample in every runtime",
+    "temperature": "per image: 0 gives the deterministic completion, 1 samples the model",
 }
 _PURPOSES = {
     STEP_ONNX: "One recurrent step with explicit state. Start from zero state and feed rows 0, "
@@ -160,6 +163,9 @@ _PURPOSES = {
     "next state. Feed the known top rows, then each returned next_row as the next input.",
     COMPLETE_ONNX: "The whole completion in one call (the generation loop unrolled, no control "
     "flow); equal to driving step.onnx row by row.",
+    SAMPLE_ONNX: "One sampled completion per image in one call (unrolled, no control flow): each "
+    "generated row draws a per-row latent from the model's prior, scaled by temperature, using "
+    "the given noise, so the randomness is an input.",
 }
 
 
