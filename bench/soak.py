@@ -63,7 +63,7 @@ def app_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
     """Requests to the web app: `/complete` and the streaming `/stream` in turn."""
     from gradio_client import Client, handle_file
 
-    from serve.app import UPLOAD
+    from serve.app import MEAN, UPLOAD
 
     client = Client(url, verbose=False, download_files=str(downloads))
 
@@ -73,7 +73,7 @@ def app_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
             client.predict(image, KNOWN_ROWS, api_name="/complete")
         else:
             client.submit(UPLOAD, image, None, False, KNOWN_ROWS, "lstm", "onnxruntime",
-                          api_name="/stream").result()  # fmt: skip
+                          MEAN, 1, 1.0, 0, api_name="/stream").result()  # fmt: skip
 
     return call
 
@@ -83,7 +83,8 @@ def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
     grids = [np.asarray(Image.open(p), np.float32) / 255.0 for p in images]
     with urllib.request.urlopen(f"{url}v2/models", timeout=30) as answer:
         names = json.load(answer)["models"]  # kserve lists the served models' names
-    model = next(n for n in names if not n.endswith(contract.STEP_MODEL_SUFFIX))
+    suffixes = (contract.STEP_MODEL_SUFFIX, contract.SAMPLE_MODEL_SUFFIX)
+    model = next(n for n in names if not n.endswith(suffixes))
     image_in, rows_in = (s.name for s in contract.complete_inputs())
 
     def call(i: int) -> None:

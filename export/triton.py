@@ -120,7 +120,17 @@ def models_for(bundle: Bundle, batching: Batching) -> list[tuple[mc.ModelConfig,
     complete = batched_config(
         bundle.name, contract.complete_inputs(), contract.complete_outputs(), batching
     )
-    return [(complete, contract.COMPLETE_ONNX), (step_config(bundle, batching), contract.STEP_ONNX)]
+    models = [
+        (complete, contract.COMPLETE_ONNX),
+        (step_config(bundle, batching), contract.STEP_ONNX),
+    ]
+    if bundle.config.stochastic:  # `<bundle>_sample`: stateless like complete, the noise an input
+        name = bundle.name + contract.SAMPLE_MODEL_SUFFIX
+        ins = contract.sample_inputs(bundle.config.noise_dim)
+        sample = batched_config(name, ins, contract.sample_outputs(), batching)
+        models.append((sample, contract.SAMPLE_ONNX))
+    assert [c.name for c, _ in models] == list(contract.serving_names(bundle.name, bundle.config))
+    return models
 
 
 def cpu_variant(config: mc.ModelConfig) -> mc.ModelConfig:

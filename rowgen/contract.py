@@ -140,6 +140,15 @@ def as_data(config: ModelConfig) -> dict[str, object]:
 # Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and
 # `<bundle>` + STEP_MODEL_SUFFIX runs step.onnx, with the tensor names above.
 STEP_MODEL_SUFFIX = "_step"
+SAMPLE_MODEL_SUFFIX = "_sample"  # sample.onnx, for bundles whose model samples
+
+
+def serving_names(bundle: str, config: ModelConfig) -> dict[str, str]:
+    """The served model names of one bundle -> the program each one runs."""
+    names = {bundle: COMPLETE_ONNX, bundle + STEP_MODEL_SUFFIX: STEP_ONNX}
+    if config.stochastic:
+        names[bundle + SAMPLE_MODEL_SUFFIX] = SAMPLE_ONNX
+    return names
 
 
 # What each tensor means, for the doc_string a model viewer (Netron, ...) shows.

@@ -35,6 +35,10 @@ class BundleReplica:
         self.models = {m.name: m for m in bundle_models(OrtModel(bundle, device), batching)}
         self.node_id = ray.get_runtime_context().get_node_id()
 
+    def names(self) -> list[str]:
+        """The v2 model names this replica serves (contract.serving_names)."""
+        return list(self.models)
+
     def metadata(self, name: str) -> tuple[list[dict], list[dict]]:
         model = self.models[name]
         return model.get_input_types(), model.get_output_types()

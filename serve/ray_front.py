@@ -12,7 +12,7 @@ import importlib
 
 from ray.serve.exceptions import BackPressureError
 
-from serve.v2 import BATCH_IMAGES, InvalidInput, Overloaded, kserve, step_model_name
+from serve.v2 import BATCH_IMAGES, InvalidInput, Overloaded, kserve
 
 # kserve.ray is not imported by the kserve package; serve.v2 imported the package above with a
 # clean command line, which a plain `from kserve.ray import ...` before it would not.
@@ -71,9 +71,9 @@ class ReplicaModel(RayModel):
 
 
 def front_models(handles: dict[str, object]) -> list[ReplicaModel]:
-    """`<bundle>` and `<bundle>_step` for every deployed bundle."""
+    """Every v2 model of every deployed bundle, by the names its replicas serve."""
     return [
         ReplicaModel(name, handle)
-        for bundle, handle in handles.items()
-        for name in (bundle, step_model_name(bundle))
+        for handle in handles.values()
+        for name in handle.names.remote().result()
     ]

@@ -146,8 +146,8 @@ class OrtModel:
             )
         with self._lock:
             if self._sample_session is None:
-                path = self.bundle.file(contract.SAMPLE_ONNX)
-                self._sample_session = make_session(path, self.device)
+                program = self.bundle.read(contract.SAMPLE_ONNX)  # the bytes that were hashed
+                self._sample_session = make_session(program, self.device)
             return self._sample_session
 
     def sample(

@@ -1,10 +1,12 @@
-"""A bundle as two Open Inference Protocol (KServe v2) models: `kserve.Model` subclasses.
+"""A bundle as Open Inference Protocol (KServe v2) models: `kserve.Model` subclasses.
 
 Torch-free. `<bundle>` runs `complete.onnx` through a `MicroBatcher`, `<bundle>_step` runs
-`step.onnx` as it is (the client carries the state). Names, datatypes and shapes come from
-`rowgen.contract`; every input is checked and a bad one is an `InvalidInput` (400 over REST,
-INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A full queue is `Overloaded` (503,
-UNAVAILABLE). Served by `python -m serve.api` (`make api`) and `python -m serve.ray_app`.
+`step.onnx` as it is (the client carries the state), and a sampling bundle's `<bundle>_sample`
+runs `sample.onnx` (the client sends the noise, so a sample is reproducible anywhere). Names,
+datatypes and shapes come from `rowgen.contract`; every input is checked and a bad one is an
+`InvalidInput` (400 over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A
+full queue is `Overloaded` (503, UNAVAILABLE). Served by `python -m serve.api` (`make api`) and
+`python -m serve.ray_app`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from prometheus_client import Histogram
 
 from rowgen import contract
 from rowgen.contract import TensorSpec
+from rowgen.sampling import MAX_TEMPERATURE
 from serve.batching import BatchSettings, MicroBatcher, QueueFull
 from serve.runtime import OrtModel
 
@@ -243,9 +246,42 @@ class StepModel(ContractModel):
         return respond(payload, self.name, self.outputs, outputs)
 
 
+class SampleModel(ContractModel):
+    """`<bundle>_sample`: one `sample.onnx` call; the noise comes in the request."""
+
+    def __init__(self, model: OrtModel) -> None:
+        specs = contract.sample_inputs(model.config.noise_dim), contract.sample_outputs()
+        super().__init__(model.name + contract.SAMPLE_MODEL_SUFFIX, *specs)
+        self.model = model
+
+    def load(self) -> bool:
+        _ = self.model.sample_session  # open sample.onnx now, not at the first request
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        image, known_rows, noise, temperature = read_inputs(payload, self.inputs, self.name)
+        check_pixels(self.inputs[0].name, image)
+        check_known_rows(known_rows)
+        bad = np.flatnonzero((temperature < 0) | (temperature > MAX_TEMPERATURE))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidInput(
+                f"temperature[{i}] is {float(temperature[i]):g}: each must be in "
+                f"0..{MAX_TEMPERATURE:g} (0: deterministic, 1: the model's own distribution)"
+            )
+        completed = await asyncio.to_thread(
+            self.model.sample, image, known_rows, noise, temperature
+        )
+        return respond(payload, self.name, self.outputs, [completed])
+
+
 def bundle_models(model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> list:
-    """The two v2 models of one bundle, loaded."""
+    """The v2 models of one bundle (contract.serving_names), loaded."""
     models = [CompleteModel(model, batching), StepModel(model)]
+    if model.config.stochastic:
+        models.append(SampleModel(model))
+    assert [m.name for m in models] == list(contract.serving_names(model.name, model.config))
     for m in models:
         m.load()
     return models

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from bench.soak import folder_usage
-from serve.app import UPLOAD, build_app, free_port, launch
+from serve.app import MEAN, UPLOAD, build_app, free_port, launch
 from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import load_models
 
@@ -62,7 +62,7 @@ def drive(url: str, images: list[Path], downloads: Path, results: list) -> None:
                 results.append(1)
             else:
                 job = client.submit(UPLOAD, handle_file(str(image)), None, False, 14, "lstm",
-                                    "onnxruntime", api_name="/stream")  # fmt: skip
+                                    "onnxruntime", MEAN, 1, 1.0, 0, api_name="/stream")  # fmt: skip
                 job.result()
                 results.append(len(job.outputs()))
         except Exception as exc:  # counted: the test fails on any
@@ -153,7 +153,7 @@ def test_server_empties_its_folders_when_stopped(tiny_bundles: Path, tmp_path: P
         frames = 0
         for _ in range(3):
             job = client.submit(UPLOAD, handle_file(str(image)), None, False, 14, "lstm",
-                                "onnxruntime", api_name="/stream")  # fmt: skip
+                                "onnxruntime", MEAN, 1, 1.0, 0, api_name="/stream")  # fmt: skip
             job.result()
             frames += len(job.outputs())
         assert list(tmp.glob("rowgen-out-*/*.png")), "the outputs were not where expected"
