@@ -14,7 +14,7 @@ import pytest
 from rowgen import contract, sessions
 from rowgen.bundle import open_bundle
 
-SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "gru"
+SHIPPED = Path(__file__).resolve().parent.parent / "artifacts" / "lstm"
 
 
 @pytest.fixture

@@ -18,8 +18,7 @@ def _argv(tmp_path: Path, data: Path, name: str, *extra: str) -> list[str]:
     return [
         "--cell", "lstm", "--hidden", "8", "--epochs", "1", "--batch-size", "16",
         "--latent-epochs", "1", "--noise-dim", "3", "--data-dir", str(data), "--no-verify",
-        "--threads", "1", "--artifacts", str(tmp_path / "artifacts"),
-        "--runs", str(tmp_path / "runs"), "--name", name, *extra,
+        "--threads", "1", "--runs", str(tmp_path / "runs"), "--name", name, *extra,
     ]  # fmt: skip
 
 
@@ -32,7 +31,7 @@ def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
     tmp_path: Path, tiny_data: Path
 ) -> None:
     assert train.main(_argv(tmp_path, tiny_data, "a", "--head", "cvae")) == 0
-    first = tmp_path / "artifacts" / "a"
+    first = tmp_path / "runs" / "a"
     model = load_weights(first / contract.WEIGHTS)
     assert model.config.stochastic and model.config.noise_dim == 3
     summary = json.loads((first / train.TRAINING_JSON).read_text())
@@ -42,12 +41,12 @@ def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
     weights = str(first / contract.WEIGHTS)
     argv = _argv(tmp_path, tiny_data, "b", "--head", "cvae", "--core-from", weights, "--seed", "1")
     assert train.main(argv) == 0
-    second = load_weights(tmp_path / "artifacts" / "b" / contract.WEIGHTS)
+    second = load_weights(tmp_path / "runs" / "b" / contract.WEIGHTS)
     changed = {
         k for k, v in model.state_dict().items() if not torch.equal(v, second.state_dict()[k])
     }
     assert changed and all(k.startswith("latent.") for k in changed), f"changed: {changed}"
-    again = json.loads((tmp_path / "artifacts" / "b" / train.TRAINING_JSON).read_text())
+    again = json.loads((tmp_path / "runs" / "b" / train.TRAINING_JSON).read_text())
     assert again["core_training"]["name"] == "a" and again["history"] == summary["history"]
 
 

@@ -235,7 +235,7 @@ def test_server_refuses_to_start_on_a_bad_folder(tmp_path: Path) -> None:
     npm.require_packages(WEB, "onnxruntime-web")
     with pytest.raises(SetupError, match="no bundles under"):
         make_server(tmp_path, port=0)
-    shutil.copytree(REPO / "artifacts" / "gru", tmp_path / "gru")
-    (tmp_path / "gru" / contract.STEP_ONNX).write_bytes(b"altered")
+    shutil.copytree(REPO / "artifacts" / "lstm", tmp_path / "lstm")
+    (tmp_path / "lstm" / contract.STEP_ONNX).write_bytes(b"altered")
     with pytest.raises(BundleError, match=r"step\.onnx has 7 bytes"):
         make_server(tmp_path, port=0)
