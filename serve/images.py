@@ -176,7 +176,10 @@ def to_gray(image: Image.Image, invert: bool) -> Image.Image:
 
 def fit(gray: Image.Image, size: int = contract.IMAGE_SIZE) -> np.ndarray:
     """Scale into size x size with the aspect kept, centred on black -> (size, size) in [0, 1]."""
-    scaled = ImageOps.contain(gray, (size, size), method=Image.Resampling.LANCZOS)
+    # Aspect kept, but never below one pixel: ImageOps.contain rounds a 129x1 strip to 28x0.
+    ratio = min(size / gray.width, size / gray.height)
+    target = (max(1, round(gray.width * ratio)), max(1, round(gray.height * ratio)))
+    scaled = gray.resize(target, Image.Resampling.LANCZOS)
     canvas = Image.new("L", (size, size), 0)
     canvas.paste(scaled, ((size - scaled.width) // 2, (size - scaled.height) // 2))
     return np.asarray(canvas, dtype=np.float32) / 255.0  # (28, 28)

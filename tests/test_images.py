@@ -182,3 +182,11 @@ def test_sketchpad_refuses_a_bomb_before_gradio_decodes_it(tmp_path: Path) -> No
     ok = save(Image.new("L", (280, 280), 255), tmp_path / "ok.png")
     white = pad.convert_and_format_image(FileData(path=str(ok)), flatten_on_white=True)
     assert np.asarray(white).min() == 255
+
+
+@pytest.mark.parametrize("shape", [(1, 129), (129, 1), (1, 4000), (3, 3)])
+def test_thin_strips_are_fitted_not_collapsed(shape: tuple[int, int]) -> None:
+    """A strip far wider (or taller) than it is high still leaves at least one row (column)."""
+    strip = Image.fromarray(np.full(shape, 255, np.uint8))  # white: the object
+    grid = images.fit(strip)
+    assert grid.shape == (28, 28) and grid.max() > 0.5
