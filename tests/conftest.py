@@ -23,11 +23,14 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # No deadline: this 2-core machine is shared, and a slow example is not a failing one.
+# Under CI the examples are derived from each test, not drawn afresh, so a submission is judged
+# on its code and not on the draw; developers' runs and `make fuzz` keep exploring new inputs.
 settings.register_profile(
     "rowgen",
     max_examples=300,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+    derandomize=bool(os.environ.get("CI")),
 )
 settings.register_profile(
     "fuzz",
