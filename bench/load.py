@@ -30,10 +30,16 @@ from serve.gallery import load_samples
 KNOWN_ROWS = 14
 PATHS = ("gradio", "rest-json", "rest-binary", "grpc", "ray-rest-json")
 SERVER_OF = {"gradio": "gradio", "ray-rest-json": "ray"}  # every other path: "v2"
-TUNING = (  # (label, serve.api flags): kserve's defaults first, then what we changed
-    ("kserve defaults: request logs on, no batching", ["--log-requests", "--max-batch", "1"]),
-    ("request logs off, no batching", ["--max-batch", "1"]),
-    ("request logs off, batching (make api)", []),
+KSERVE_AS_IS = ["--kserve-json", "--event-loop", "asyncio"]
+TUNING = (  # (label, serve.api flags): kserve's defaults first, then each change we made on top
+    (
+        "kserve defaults: request logs on, no batching",
+        ["--log-requests", "--max-batch", "1", *KSERVE_AS_IS],
+    ),
+    ("+ request logs off", ["--max-batch", "1", *KSERVE_AS_IS]),
+    ("+ batching", KSERVE_AS_IS),
+    ("+ orjson codec for REST infer (serve.v2_rest)", ["--event-loop", "asyncio"]),
+    ("+ uvloop event loop (make api)", []),
 )
 
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     grpc = f", gRPC {args.host}:{args.grpc_port}" if args.grpc_port else ""
     print(f"serve.api: {names} on {', '.join(models.providers)}")
     print(f"serve.api: REST http://{args.host}:{args.port}/v2{grpc}", flush=True)
-    V2Server(args.host, args.port, args.grpc_port, args.log_requests).start(served)
+    V2Server.from_args(args).start(served)
     return 0
 
 

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     handles = deploy(args, batching)
     served = front_models(handles)
     print(f"serve.ray_app: {', '.join(m.name for m in served)} on Ray Serve", flush=True)
-    V2Server(args.host, args.port, args.grpc_port, args.log_requests).start(served)
+    V2Server.from_args(args).start(served)
     return 0
 
 

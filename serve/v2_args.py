@@ -39,6 +39,17 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="kserve's per-request access, latency and timing logs (off: they cost throughput)",
     )
+    add(
+        "--kserve-json",
+        action="store_true",
+        help="kserve's own JSON codec for REST infer (default: orjson, see serve.v2_rest)",
+    )
+    add(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the servers' event loop (asyncio: the standard library's, as kserve runs)",
+    )
 
 
 def batch_settings(args: argparse.Namespace) -> BatchSettings:

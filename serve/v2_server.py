@@ -4,11 +4,13 @@ Torch-free. kserve's REST server binds every interface (0.0.0.0) and its gRPC se
 `V2Server` binds both to `host` (127.0.0.1 unless the caller says otherwise), answers a full
 queue with 503 + Retry-After, turns a malformed binary body into a 400 naming the problem (kserve
 would answer 500), and can leave out the per-request logging and timing middleware that cost
-throughput. Used by `python -m serve.api` and `python -m serve.ray_app`.
+throughput. REST infer goes through `serve.v2_rest`'s orjson codec and both servers run on
+uvloop (`--kserve-json`, `--event-loop asyncio`: kserve's own ways, for `make load` to compare). Used by `python -m serve.api` and `python -m serve.ray_app`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import socket
@@ -18,8 +20,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from grpc import aio
+from uvloop import new_event_loop
 
 from serve.v2 import InferRequest, InvalidInput, Overloaded, kserve
+from serve.v2_rest import infer_router
 
 # kserve's parts, reached through the package serve.v2 imported with a clean command line
 # (`from kserve.x import y` here would import kserve before that guard runs).
@@ -102,10 +106,16 @@ class CheckedDataPlane(DataPlane):
         except InvalidInput:
             raise
         except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            raise InvalidInput(
-                f"malformed inference request ({type(exc).__name__}: {exc}): the JSON header "
-                "must list every input, and the bytes after it must hold each input's "
+            shape = (
+                'a JSON object whose "inputs" list gives each input\'s name, shape, datatype '
+                "and data"
+                if length is None
+                else "a JSON header listing every input, then the bytes of each input's "
                 "binary_data_size (is the body truncated?)"
+            )
+            raise InvalidInput(
+                f"malformed inference request ({type(exc).__name__}: {exc}): the body must be "
+                f"{shape}"
             ) from None
 
 
@@ -118,9 +128,15 @@ async def overloaded_handler(_: Request, exc: Overloaded) -> JSONResponse:
 
 
 class _RESTServer(RESTServer):
-    def __init__(self, *args, log_requests: bool, **kwargs) -> None:
+    def __init__(self, *args, log_requests: bool, fast_json: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.log_requests = log_requests
+        self.fast_json = fast_json
+
+    def _register_endpoints(self, app) -> None:
+        if self.fast_json:  # first, so it answers the infer URLs ahead of kserve's route
+            app.include_router(infer_router(self.dataplane))
+        super()._register_endpoints(app)
 
     def _add_middlewares(self, app) -> None:
         if self.log_requests:  # kserve's per-request timing log
@@ -168,6 +184,8 @@ class V2Server(kserve.ModelServer):
         http_port: int = 8080,
         grpc_port: int = 8081,
         log_requests: bool = False,
+        fast_json: bool = True,
+        uvloop: bool = True,
     ) -> None:
         super().__init__(
             http_port=http_port,
@@ -177,10 +195,24 @@ class V2Server(kserve.ModelServer):
         )
         self.host = host
         self.log_requests = log_requests
+        self.fast_json = fast_json
+        self.loop_factory = new_event_loop if uvloop else None
         self.dataplane = CheckedDataPlane(model_registry=self.registered_models)
         if not log_requests:  # one line per request costs more than the model does
             logging.getLogger("uvicorn.access").disabled = True
             kserve.logging.trace_logger.setLevel(logging.WARNING)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> V2Server:
+        """The server `serve.v2_args.add_server_args`'s flags describe."""
+        return cls(
+            args.host,
+            args.port,
+            args.grpc_port,
+            args.log_requests,
+            fast_json=not args.kserve_json,
+            uvloop=args.event_loop == "uvloop",
+        )
 
     def start(self, models: list) -> None:
         """Serve `models` until a signal stops the server (kserve's start, with our bindings)."""
@@ -194,6 +226,7 @@ class V2Server(kserve.ModelServer):
             event_loop=self.event_loop,
             timeout_keep_alive=self.timeout_keep_alive,
             log_requests=self.log_requests,
+            fast_json=self.fast_json,
         )
         self._rest_server.config.host = self.host
         self.servers.append(self._rest_server.start())
@@ -208,6 +241,11 @@ class V2Server(kserve.ModelServer):
                 log_requests=self.log_requests,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
-        self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
+        # kserve's asyncio.run would serve on the standard event loop, and its setup_event_loop
+        # configures a loop that asyncio.run then does not use. Here both happen on one loop,
+        # uvloop's unless told otherwise: its C transports cost less per request.
+        with asyncio.Runner(loop_factory=self.loop_factory) as runner:
+            asyncio.set_event_loop(runner.get_loop())
+            self.setup_event_loop()  # the default executor's threads, the exception handler
+            self.register_signal_handler()
+            runner.run(self._serve())

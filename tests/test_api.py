@@ -233,6 +233,57 @@ def test_nan_image_is_refused(server: Running) -> None:
         pytest.fail("a NaN image was answered")
 
 
+def test_curl_json_answer_is_plain_json_with_exact_floats(server: Running) -> None:
+    """What `curl -H 'Content-Type: application/json'` gets: JSON (serve.v2_rest's orjson
+    codec) whose numbers read back as exactly the float32s of the binary answer."""
+    image, known_rows = images(3, seed=4)
+    body = json.dumps(json_body(image, known_rows)).encode()
+    code, answer, headers = post(
+        server, "/v2/models/lstm/infer", body, {"Content-Type": "application/json"}
+    )
+    assert code == 200 and headers["Content-Type"] == "application/json", answer
+    (output,) = answer["outputs"]
+    assert (output["name"], output["datatype"], output["shape"]) == (
+        "completed",
+        "FP32",
+        [3, 28, 28],
+    )
+    assert "binary_data_size" not in json.dumps(answer)  # no size of bytes it does not send
+    assert answer["model_name"] == "lstm" and answer["parameters"]["batch_images"] >= 3
+    got = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+    binary = infer(httpclient, server.url, image, known_rows, binary_data=True)
+    np.testing.assert_array_equal(got, binary.as_numpy("completed"))
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (b"{not json", ["malformed", '"inputs" list']),
+        (b'{"inputs": "image"}', ["malformed", '"inputs" list']),
+        (b"", ["malformed"]),
+    ],
+)
+def test_malformed_json_body_is_a_400(server: Running, body: bytes, words: list[str]) -> None:
+    code, answer, _ = post(
+        server, "/v2/models/lstm/infer", body, {"Content-Type": "application/json"}
+    )
+    assert code == 400 and all(w in answer["error"] for w in words), answer
+
+
+def test_unknown_requested_output_is_a_400(server: Running) -> None:
+    body = json_body(*images(1))
+    body["outputs"] = [{"name": "nope"}]
+    code, answer, _ = post(server, "/v2/models/lstm/infer", json.dumps(body).encode())
+    assert code == 400 and "nope" in answer["error"] and "completed" in answer["error"], answer
+
+
+def test_versioned_infer_url_is_answered(server: Running) -> None:
+    image, known_rows = images(1)
+    body = json.dumps(json_body(image, known_rows)).encode()
+    code, answer, _ = post(server, "/v2/models/lstm/versions/1/infer", body)
+    assert code == 501 and "version" in json.dumps(answer).lower(), answer
+
+
 def test_truncated_binary_body_is_a_400(server: Running, lstm: OrtModel) -> None:
     image, known_rows = images(1)
     inputs = v2_inputs(httpclient, image, known_rows)
