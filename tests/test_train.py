@@ -16,9 +16,10 @@ from tqdm import tqdm
 from rowgen import contract
 from rowgen.config import ModelConfig
 from tests.idx import write_tiny_dataset
-from training import loop, train
+from training import loop, stages, train
 from training.checkpoint import load_checkpoint, load_weights
 from training.model import RowGenerator
+from training.recipe import FOCUS
 
 
 def _argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
@@ -40,6 +41,8 @@ def _argv(tmp_path: Path, data: Path, *extra: str) -> list[str]:
         "1",
         "--runs",
         str(tmp_path / "runs"),
+        "--focus",
+        "0",
         *extra,
     ]
 
@@ -62,6 +65,29 @@ def test_smoke_run_writes_loadable_outputs(tmp_path: Path, tiny_data: Path) -> N
     assert load_checkpoint(tmp_path / "runs" / "gru" / "checkpoint.pt")["history"][-1]["epoch"] == 1
 
 
+def kill_then_resume(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], at_epoch: int, done: int
+) -> None:
+    """Run `argv` killed at the start of its `at_epoch`-th epoch (1-based), check that `done`
+    epochs were checkpointed, then resume it to the end."""
+    real_epoch = stages.train_epoch
+    calls = {"n": 0}
+
+    def dies(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_epoch:
+            raise KeyboardInterrupt  # as if the process were killed mid-epoch
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "train_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(argv)
+    monkeypatch.setattr(stages, "train_epoch", real_epoch)
+    runs = Path(argv[argv.index("--runs") + 1])
+    assert len(load_checkpoint(runs / "gru" / "checkpoint.pt")["history"]) == done
+    assert train.main([*argv, "--resume"]) == 0
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(
     tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,26 +95,31 @@ def test_killed_run_resumes_to_the_uninterrupted_result(
     assert train.main(_argv(straight, tiny_data)) == 0
 
     killed = tmp_path / "killed"
-    real_epoch = train.train_epoch
-    calls = {"n": 0}
-
-    def dies_in_second_epoch(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt  # as if the process were killed mid-epoch
-        return real_epoch(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_epoch", dies_in_second_epoch)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(_argv(killed, tiny_data))
-    monkeypatch.setattr(train, "train_epoch", real_epoch)
-    assert len(load_checkpoint(killed / "runs" / "gru" / "checkpoint.pt")["history"]) == 1
-
-    assert train.main(_argv(killed, tiny_data, "--resume")) == 0
+    kill_then_resume(monkeypatch, _argv(killed, tiny_data), at_epoch=2, done=1)
     a = load_file(str(straight / "runs" / "gru" / contract.WEIGHTS))
     b = load_file(str(killed / "runs" / "gru" / contract.WEIGHTS))
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key} differs after resume"
+
+
+def test_focus_stages_follow_and_a_kill_inside_one_resumes_exactly(
+    tmp_path: Path, tiny_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream recipe's focus stages run after it, each epoch recorded with its stage; a run
+    killed in the second focus epoch resumes (with that stage's optimizer state) to the same
+    weights as one never killed."""
+    focus = [*_argv(tmp_path, tiny_data), "--focus", "1"]  # the last --focus wins
+    assert train.main(focus) == 0
+    history = json.loads((tmp_path / "runs" / "gru" / train.TRAINING_JSON).read_text())["history"]
+    plan = [(0, 0), (0, 1)] + [(s, e) for s, r in enumerate(FOCUS, 1) for e in range(r.epochs)]
+    assert [(h["stage"], h["stage_epoch"]) for h in history] == plan
+    assert [h["epoch"] for h in history] == list(range(len(plan)))
+
+    killed = tmp_path / "killed"
+    kill_then_resume(monkeypatch, [*_argv(killed, tiny_data), "--focus", "1"], at_epoch=4, done=3)
+    a = load_file(str(tmp_path / "runs" / "gru" / contract.WEIGHTS))
+    b = load_file(str(killed / "runs" / "gru" / contract.WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_with_other_flags_is_refused(tmp_path: Path, tiny_data: Path) -> None:

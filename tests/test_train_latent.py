@@ -18,7 +18,8 @@ def _argv(tmp_path: Path, data: Path, name: str, *extra: str) -> list[str]:
     return [
         "--cell", "lstm", "--hidden", "8", "--epochs", "1", "--batch-size", "16",
         "--latent-epochs", "1", "--noise-dim", "3", "--data-dir", str(data), "--no-verify",
-        "--threads", "1", "--runs", str(tmp_path / "runs"), "--name", name, *extra,
+        "--threads", "1", "--runs", str(tmp_path / "runs"), "--name", name, "--focus", "0",
+        *extra,
     ]  # fmt: skip
 
 
@@ -39,7 +40,8 @@ def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
     assert len(summary["latent_history"]) == 1 and len(summary["history"]) == 1
 
     weights = str(first / contract.WEIGHTS)
-    argv = _argv(tmp_path, tiny_data, "b", "--head", "cvae", "--core-from", weights, "--seed", "1")
+    argv = [*_argv(tmp_path, tiny_data, "b", "--head", "cvae", "--core-from", weights)]
+    argv += ["--seed", "1"]  # its one stage done (--focus 0): the latent head alone trains
     assert train.main(argv) == 0
     second = load_weights(tmp_path / "runs" / "b" / contract.WEIGHTS)
     changed = {
@@ -54,6 +56,8 @@ def test_bad_head_flags_are_clean_exits(tmp_path: Path, tiny_data: Path, capsys)
     argv = _argv(tmp_path, tiny_data, "c", "--core-from", str(tmp_path / "none.safetensors"))
     assert train.main(argv) == 2
     assert "--head cvae" in capsys.readouterr().err
+    assert train.main([*argv, "--core-stages", "9"]) == 2
+    assert "--core-stages 9: give 1..1" in capsys.readouterr().err
     assert train.main(_argv(tmp_path, tiny_data, "d", "--head", "cvae", "--mode", "window")) == 2
     assert "--head mse" in capsys.readouterr().err
     argv = _argv(tmp_path, tiny_data, "e", "--head", "cvae", "--core-from", str(tmp_path / "x"))

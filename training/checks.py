@@ -75,19 +75,21 @@ def model_config(
         ) from None
 
 
-def resume_state(path: Path, config: ModelConfig, recipe: Recipe) -> dict:
+def resume_state(
+    path: Path, config: ModelConfig, recipe: Recipe, stages: list[dict] | None = None
+) -> dict:
     """The checkpoint to continue from, checked to belong to the same flags."""
     if not path.is_file():
         raise UsageError(f"--resume: no checkpoint at {path}; drop --resume to start afresh")
     try:
         state = checkpoint.load_checkpoint(path)
-        trained_with = state["config"], state["recipe"]
+        trained_with = state["config"], state["recipe"], state.get("stages", [])
     except (*LOAD_ERRORS, KeyError, TypeError) as exc:
         raise UsageError(
             f"--resume: {path} is not a readable checkpoint ({one_line(exc)}); "
             "delete it and drop --resume to start afresh"
         ) from None
-    if trained_with != (config.to_dict(), recipe.to_dict()):
+    if trained_with != (config.to_dict(), recipe.to_dict(), stages or []):
         raise UsageError(
             f"--resume: {path} was trained with {trained_with[0]} {trained_with[1]}; "
             "pass the same flags to resume it"

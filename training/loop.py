@@ -18,12 +18,17 @@ from training.model import RowGenerator, complete, completion_mse
 
 
 def stream_loss(
-    model: RowGenerator, images: torch.Tensor, known_rows: int | None, feedback_grad: bool = True
+    model: RowGenerator,
+    images: torch.Tensor,
+    known_rows: int | None,
+    feedback_grad: bool = True,
+    generated_only: bool = False,
 ) -> torch.Tensor:
     """MSE of the predictions of rows 1..27; known_rows=None is pure teacher forcing.
 
     feedback_grad=False treats each fed-back row as a constant input (cheaper, and the loss
-    landscape stays close to the teacher-forced one).
+    landscape stays close to the teacher-forced one). generated_only scores rows known_rows..27
+    alone: the completion error that evaluation measures, without the prompt's own rows.
     """
     if known_rows is None:
         pred, _ = model(images[:, :-1])  # (B, 27, 28)
@@ -36,7 +41,8 @@ def stream_loss(
         o, state = model((fed if feedback_grad else fed.detach())[:, None], state)
         preds.append(o)
         row = o[:, 0]
-    return F.mse_loss(torch.cat(preds, dim=1), images[:, 1:])
+    first = known_rows - 1 if generated_only else 0  # prediction i is of row i + 1
+    return F.mse_loss(torch.cat(preds, dim=1)[:, first:], images[:, first + 1 :])
 
 
 def window_batch(images: torch.Tensor, flat_index: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -59,6 +65,7 @@ def train_epoch(
     grad_clip: float,
     device: torch.device,
     desc: str,
+    generated_only: bool = False,
 ) -> dict[str, float]:
     """One pass over `images` (N, 28, 28); returns mean loss and images (or windows) per second."""
     model.train()
@@ -88,7 +95,7 @@ def train_epoch(
         else:
             k = int(torch.randint(known_rows[0], known_rows[1] + 1, (1,), generator=generator))
             batch = images[index].to(device)
-            loss = stream_loss(model, batch, k if free_run else None, feedback_grad)
+            loss = stream_loss(model, batch, k if free_run else None, feedback_grad, generated_only)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:

@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from rowgen import contract
 from rowgen.config import CELLS, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, checks, data, plots
 from training.latent_loop import test_bits, train_latent
-from training.loop import evaluate, train_epoch
+from training.loop import evaluate
 from training.model import RowGenerator, complete
-from training.recipe import LATENT, Recipe, default_recipe
+from training.recipe import LATENT, Recipe, default_stages
+from training.stages import checkpoint_saver, train_stages
 
 TRAINING_JSON = "training.json"
 LOSS_PNG = "loss.png"
@@ -54,7 +52,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--core-from",
         type=Path,
-        help="cvae: take core and mean head from this trained MSE weights file, skip that stage",
+        help="start from this trained model's core and mean head (see --core-stages)",
+    )
+    p.add_argument(
+        "--core-stages",
+        type=int,
+        default=1,
+        help="with --core-from: how many of the recipe's stages those weights went through "
+        "(1: the stream stage, so the focus stages run; all of them: only the latent head trains)",
+    )
+    p.add_argument(
+        "--focus",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="stream: 0 stops after the main recipe, without the short-prompt focus stages",
     )
     p.add_argument("--latent-epochs", type=int, help="override the latent stage's epochs")
     p.add_argument("--free-bits", type=float, help="override the latent stage's KL floor")
@@ -125,11 +137,9 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
 
 def run(args: argparse.Namespace, cell: str) -> int:
     stochastic = args.head == "cvae"
-    if args.core_from and not stochastic:
-        raise checks.UsageError("--core-from trains only a latent head: add --head cvae")
     noise_dim = args.noise_dim if stochastic else 0
     config = checks.model_config(cell, args.mode, args.hidden, args.layers, args.head, noise_dim)
-    recipe: Recipe = default_recipe(args.mode).with_overrides(
+    recipe: Recipe = default_stages(args.mode)[0].with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -138,6 +148,17 @@ def run(args: argparse.Namespace, cell: str) -> int:
         known_rows=checks.parse_known_rows(args.known_rows) if args.known_rows else None,
     )
     checks.check_recipe(recipe)
+    stages = (recipe, *default_stages(args.mode)[1:]) if args.focus else (recipe,)
+    if args.core_from and not 1 <= args.core_stages <= len(stages):
+        raise checks.UsageError(
+            f"--core-stages {args.core_stages}: give 1..{len(stages)}, the number of this "
+            "recipe's stages the --core-from weights went through"
+        )
+    if args.core_from and not stochastic and args.core_stages == len(stages):
+        raise checks.UsageError(
+            "--core-from with every stage done leaves nothing to train: lower --core-stages, "
+            "or add --head cvae to train a latent head on it"
+        )
     name = args.name or config.default_name
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,76 +177,47 @@ def run(args: argparse.Namespace, cell: str) -> int:
             checkpoint.load_core(model, args.core_from)
         except (FileNotFoundError, ValueError) as exc:
             raise checks.UsageError(f"--core-from: {exc}") from None
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda e: 0.5 * (1 + math.cos(math.pi * e / recipe.epochs)) if recipe.cosine else 1.0,
-    )
     ckpt_path = args.runs / name / "checkpoint.pt"
-    history: list[dict] = []
-    if args.resume:
-        state = checks.resume_state(ckpt_path, config, recipe)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        history = state["history"]
-
     meta = {
         "name": name,
         "dataset": args.dataset,
         "data_source": train.source,
         "config": config.to_dict(),
         "recipe": recipe.to_dict(),
+        "stages": [stage.to_dict() for stage in stages[1:]],
         "seed": args.seed,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "train_images": len(train_images),
         "test_images": len(test_images),
     }
+    history: list[dict] = []
+    resumed = None
+    if args.resume:
+        resumed = checks.resume_state(ckpt_path, config, recipe, meta["stages"])
+        model.load_state_dict(resumed["model"])
+        history = resumed["history"]
+        if "core_training" in resumed:
+            meta["core_training"] = resumed["core_training"]
     core_json = args.core_from.parent / TRAINING_JSON if args.core_from else None
-    if core_json is not None and core_json.is_file():  # keep the core's own training record
-        core_info = json.loads(core_json.read_text())
+    if core_json is not None and core_json.is_file() and not args.resume:
+        core_info = json.loads(core_json.read_text())  # keep the core's own training record
         history = core_info.pop("history", [])
         meta["core_training"] = core_info
-    first_epoch = recipe.epochs if args.core_from else len(history)  # the core is trained
-    for epoch in range(first_epoch, recipe.epochs):
-        generator = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
-        free_run = config.mode == "stream" and epoch >= recipe.free_run_from
-        start = time.perf_counter()
-        stats = train_epoch(
-            model,
-            train_images,
-            optimizer,
-            recipe.batch_size,
-            free_run,
-            recipe.feedback_grad,
-            recipe.known_rows,
-            generator,
-            recipe.grad_clip,
-            device,
-            desc=f"{name} {epoch + 1}/{recipe.epochs}",
-        )
-        schedule.step()
-        seconds = time.perf_counter() - start
-        metrics = evaluate(model, test_images[: args.eval_every_epoch], device)
-        history.append(
-            {"epoch": epoch, "free_run": free_run, "seconds": seconds, **stats, **metrics}
-        )
-        tqdm.write(
-            f"{name} epoch {epoch + 1}/{recipe.epochs} loss {stats['loss']:.5f} "
-            + " ".join(f"{k.removeprefix('test_mse_')} {v:.4f}" for k, v in metrics.items())
-            + f" ({seconds:.0f}s, {stats['samples_per_s']:.0f} samples/s)"
-        )
-        checkpoint.save_atomic(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "history": history,
-                **meta,
-            },
-            ckpt_path,
-        )
+    first_stage = args.core_stages if args.core_from else 0
+    history = train_stages(
+        model,
+        stages,
+        first_stage,
+        train_images,
+        test_images[: args.eval_every_epoch],
+        device,
+        args.seed,
+        name,
+        checkpoint_saver(ckpt_path, meta),
+        history,
+        resumed,
+    )
 
     if stochastic:
         latent_recipe = LATENT.with_overrides(epochs=args.latent_epochs, free_bits=args.free_bits)
