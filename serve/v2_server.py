@@ -1,11 +1,12 @@
 """KServe's ModelServer, bound to one address, with rowgen's answers for overload and bad bodies.
 
 Torch-free. kserve's REST server binds every interface (0.0.0.0) and its gRPC server [::];
-`V2Server` binds both to `host` (127.0.0.1 unless the caller says otherwise), answers a full
-queue with 503 + Retry-After, turns a malformed binary body into a 400 naming the problem (kserve
-would answer 500), and can leave out the per-request logging and timing middleware that cost
-throughput. REST infer goes through `serve.v2_rest`'s orjson codec and both servers run on
-uvloop (`--kserve-json`, `--event-loop asyncio`: kserve's own ways, for `make load` to compare). Used by `python -m serve.api` and `python -m serve.ray_app`.
+`V2Server` binds both to `host` (127.0.0.1 unless the caller says otherwise), answers a full queue
+with 503 + Retry-After, turns a malformed binary body into a 400 naming the problem (kserve would
+answer 500), and can leave out the per-request logging and timing middleware that cost throughput.
+REST infer goes through `serve.v2_rest`'s orjson codec and both servers run on uvloop
+(`--kserve-json`, `--event-loop asyncio`: kserve's own ways, for `make load` to compare).
+Used by `python -m serve.api` and `python -m serve.ray_app`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""serve.app and serve.images: handlers called directly, bad inputs, the app over HTTP, main()."""
+"""serve.app, serve.handlers, serve.images: handlers called directly, bad inputs, HTTP, main()."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from rowgen import contract
 from rowgen.pictures import panel, to_uint8
 from serve import images
 from serve.__main__ import main
-from serve.app import DRAW, GALLERY, UPLOAD, Handlers, build_app, free_port, launch, picture
+from serve.app import build_app, free_port, launch
 from serve.gallery import load_samples
+from serve.handlers import DRAW, GALLERY, UPLOAD, Handlers, picture
 from serve.outputs import PngFiles
 from serve.runtime import CUDA, OrtModel, load_models
 from serve.torchscript import torch_available

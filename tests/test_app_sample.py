@@ -12,8 +12,9 @@ from PIL import Image
 from rowgen import contract
 from rowgen.pictures import to_uint8
 from rowgen.sampling import draw_noise
-from serve.app import GALLERY, MEAN, SAMPLE, Handlers, build_app, free_port, launch, picture
+from serve.app import build_app, free_port, launch
 from serve.gallery import load_samples
+from serve.handlers import GALLERY, MEAN, SAMPLE, Handlers, picture
 from serve.runtime import load_models
 from tests.conftest import TINY_SAMPLER
 

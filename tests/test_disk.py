@@ -21,7 +21,8 @@ import pytest
 from PIL import Image
 
 from bench.soak import folder_usage
-from serve.app import MEAN, UPLOAD, build_app, free_port, launch
+from serve.app import build_app, free_port, launch
+from serve.handlers import MEAN, UPLOAD
 from serve.outputs import CacheSweeper, PngFiles
 from serve.runtime import load_models
 
