@@ -24,16 +24,28 @@ def loss_curve(history: list[dict], path: Path, free_run_from: int, title: str) 
         ax2.plot(epochs, [h[f"test_mse_k{k}"] for h in history], marker="o", ms=3, label=f"k={k}")
     ax2.set(title="completion MSE, generated rows (test subset)", xlabel="epoch")
     ax2.legend()
+    # where a later stage starts (training.stages): its loss is another objective, so a jump
+    pairs = zip(history[1:], history[:-1], strict=True)
+    starts = [h["epoch"] + 1 for h, before in pairs if stage(h) > stage(before)]
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if free_run_from < len(history):
             ax.axvspan(free_run_from + 0.5, len(history) + 0.5, color="tab:orange", alpha=0.1)
+        for epoch in starts:
+            ax.axvline(epoch - 0.5, color="grey", linestyle="--", linewidth=1)
+    if starts:
+        ax1.text(starts[0] - 0.3, ax1.get_ylim()[1], " focus stages", va="top", fontsize=8)
     fig.suptitle(
         title + ("  (shaded: free-running fine-tuning)" if free_run_from < len(history) else "")
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def stage(entry: dict) -> int:
+    """The training stage of a history entry (records from before stages: 0)."""
+    return entry.get("stage", 0)
 
 
 def sample_indices(labels: np.ndarray, classes: int = 10) -> list[int]:
