@@ -12,10 +12,11 @@ import importlib
 
 from ray.serve.exceptions import BackPressureError
 
-from serve.v2 import BATCH_IMAGES, InvalidInput, Overloaded, kserve
+from serve.v2 import BATCH_IMAGES
+from serve.v2_kserve import InvalidInput, Overloaded, kserve
 
-# kserve.ray is not imported by the kserve package; serve.v2 imported the package above with a
-# clean command line, which a plain `from kserve.ray import ...` before it would not.
+# kserve.ray is not imported by the kserve package; serve.v2_kserve imported the package above
+# with a clean command line, which a plain `from kserve.ray import ...` before it would not.
 RayModel = importlib.import_module("kserve.ray").RayModel
 to_http_parameters = kserve.protocol.infer_type.to_http_parameters
 INVALID, BUSY = "invalid", "busy"

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from serve.v2 import InferResponse, InvalidInput, kserve
+from serve.v2_kserve import InferResponse, InvalidInput, kserve
 
 HEADER_LENGTH = kserve.constants.INFERENCE_CONTENT_LENGTH_HEADER
 REST_V2 = kserve.constants.PredictorProtocol.REST_V2.value

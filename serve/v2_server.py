@@ -23,10 +23,10 @@ from fastapi.responses import JSONResponse
 from grpc import aio
 from uvloop import new_event_loop
 
-from serve.v2 import InferRequest, InvalidInput, Overloaded, kserve
+from serve.v2_kserve import InferRequest, InvalidInput, Overloaded, kserve
 from serve.v2_rest import infer_router
 
-# kserve's parts, reached through the package serve.v2 imported with a clean command line
+# kserve's parts, reached through the package serve.v2_kserve imported with a clean command line
 # (`from kserve.x import y` here would import kserve before that guard runs).
 DataPlane = kserve.protocol.dataplane.DataPlane
 RequestedOutput = kserve.protocol.infer_type.RequestedOutput
