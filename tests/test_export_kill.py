@@ -1,8 +1,11 @@
 """`python -m export` killed (SIGKILL) at 20 points of its run: the bundle always survives.
 
 Slow (minutes: every trial starts python, torch and a real export of a tiny model). The first
-export is timed, and the kill delays are spread evenly from shortly before it began writing
-the new bundle to just past its end, so kills land during writing, validation and the swap.
+export is timed. Half the kills are timed from the start, spread over the start-up before the
+new bundle is written; the other half are timed from the moment the export's temporary bundle
+folder appears, spread over the measured writing, validation and swap. Anchoring those to the
+folder, not to the start, keeps them in the writing window however slowly python and torch
+start on a loaded machine.
 After each kill the bundle must open, verify and complete an image, holding the old weights or
 the new, with a reader thread opening it all along; leftovers of killed exports must be gone
 after the next export that completes.
@@ -59,10 +62,12 @@ def test_export_killed_at_20_points_leaves_a_bundle_that_serves(
         time.sleep(0.01)
     assert first.returncode == 0
     duration = time.perf_counter() - start
-    # Most of a run is python and torch starting; spread the kills from a little before the
-    # new folder appears to a little after the measured end, where the writing and the swap are.
-    early = 0.8 * (writing or 0.0)
-    delays = [early + (1.1 * duration - early) * (i + 0.5) / TRIALS for i in range(TRIALS)]
+    assert writing is not None, "the export never wrote a temporary bundle folder"
+    window = duration - writing  # writing, validating and swapping the new bundle
+    half = TRIALS // 2
+    # (anchored to the temporary folder?, delay): start-up kills, then writing-window kills
+    plan = [(False, writing * (0.3 + 0.7 * (i + 0.5) / half)) for i in range(half)]
+    plan += [(True, 1.1 * window * (i + 0.5) / (TRIALS - half)) for i in range(TRIALS - half)]
     allowed.add(weights_hash(final))
     allowed.add(hashlib.sha256((runs[1] / "gru" / contract.WEIGHTS).read_bytes()).hexdigest())
 
@@ -78,7 +83,11 @@ def test_export_killed_at_20_points_leaves_a_bundle_that_serves(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(delays[trial])
+            anchored, delay = plan[trial]
+            if anchored:  # wait for this export's temporary folder (or its end)
+                while child.poll() is None and not set(leftovers(final)) - left_before:
+                    time.sleep(0.005)
+            time.sleep(delay)
             child.send_signal(signal.SIGKILL)
             child.wait()
             after = weights_hash(final)
