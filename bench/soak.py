@@ -4,7 +4,7 @@ Each target runs as `python -m ...` in its own process, with its own temporary f
 (TMPDIR, GRADIO_TEMP_DIR), driven by `--clients` callers on loopback for `--minutes`. Prints,
 per target: requests, errors, requests/s, the server's RSS (VmRSS) and temporary-disk use at
 the start (after the first answer) and the end, their peaks, and the disk left after SIGTERM;
-writes `artifacts/bench/soak.json`. Torch-free.
+writes `artifacts/bench/soak.json`. Torch-free. What is driven, and how: bench.soak_targets.
 
     python -m bench.soak [--minutes 10] [--clients 8] [--artifacts artifacts] [--targets app api]
 """
@@ -22,19 +22,13 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import numpy as np
-from PIL import Image
+from bench.soak_targets import TARGETS, Target, write_images
 
-from rowgen import contract
-
-KNOWN_ROWS = 14
 SAMPLE_S = 5.0  # how often RSS and disk are read while the load runs
 
 
@@ -57,69 +51,6 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def app_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int], None]:
-    """Requests to the web app: `/complete` and the streaming `/stream` in turn."""
-    from gradio_client import Client, handle_file
-
-    from serve.handlers import MEAN, UPLOAD
-
-    client = Client(url, verbose=False, download_files=str(downloads))
-
-    def call(i: int) -> None:
-        image = handle_file(str(images[i % len(images)]))
-        if i % 2:
-            client.predict(image, KNOWN_ROWS, api_name="/complete")
-        else:
-            client.submit(UPLOAD, image, None, False, KNOWN_ROWS, "lstm", "onnxruntime",
-                          MEAN, 1, 1.0, 0, api_name="/stream").result()  # fmt: skip
-
-    return call
-
-
-def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int], None]:
-    """Requests to the Open Inference Protocol v2 API: `complete` of the first bundle."""
-    grids = [np.asarray(Image.open(p), np.float32) / 255.0 for p in images]
-    with urllib.request.urlopen(f"{url}v2/models", timeout=30) as answer:
-        names = json.load(answer)["models"]  # kserve lists the served models' names
-    suffixes = (contract.STEP_MODEL_SUFFIX, contract.SAMPLE_MODEL_SUFFIX)
-    model = next(n for n in names if not n.endswith(suffixes))
-    image_in, rows_in = (s.name for s in contract.complete_inputs())
-
-    def call(i: int) -> None:
-        body = {
-            "inputs": [
-                {"name": image_in, "datatype": "FP32", "shape": [1, 28, 28],
-                 "data": grids[i % len(grids)].ravel().tolist()},
-                {"name": rows_in, "datatype": "INT64", "shape": [1], "data": [KNOWN_ROWS]},
-            ]
-        }  # fmt: skip
-        request = urllib.request.Request(
-            f"{url}v2/models/{model}/infer",
-            json.dumps(body).encode(),
-            {"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            json.load(answer)
-
-    return call
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    module: str  # run as `python -m <module> --port P --artifacts A [flags]`
-    caller: Callable[[str, list[Path], Path], Callable[[int], None]]
-    flags: tuple[str, ...] = ()
-    ready: str = ""  # the path that answers 200 once the server is up
-
-
-TARGETS = {
-    "app": Target("app", "serve", app_caller),
-    # gRPC off: its fixed default port could clash, and the soak drives REST only
-    "api": Target("api", "serve.api", api_caller, ("--grpc-port", "0"), "v2/health/ready"),
-}
 
 
 def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300.0) -> None:
@@ -218,15 +149,6 @@ def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Pat
 
 def sample_disk(folders: list[Path]) -> float:
     return round(sum(folder_usage(f)[0] for f in folders) / 2**20, 2)
-
-
-def write_images(folder: Path, count: int = 64) -> None:
-    """Distinct prompts: equal uploads would share one cached file and hide disk growth."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(count):
-        image = (rng.random((28, 28)) * 255).astype(np.uint8)
-        Image.fromarray(image).save(folder / f"prompt{i}.png")
 
 
 def table(results: list[dict]) -> str:
