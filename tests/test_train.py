@@ -122,9 +122,15 @@ def test_focus_stages_follow_and_a_kill_inside_one_resumes_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_with_other_flags_is_refused(tmp_path: Path, tiny_data: Path) -> None:
+def test_resume_with_other_flags_is_refused(
+    tmp_path: Path, tiny_data: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert train.main(_argv(tmp_path, tiny_data)) == 0
     assert train.main([*_argv(tmp_path, tiny_data, "--resume"), "--lr", "0.5"]) == 2
+    # only the focus stages differ: the message must say so, not print two equal recipes
+    capsys.readouterr()
+    assert train.main([*_argv(tmp_path, tiny_data, "--resume"), "--focus", "1"]) == 2
+    assert "0 focus stage(s) (--focus 0)" in capsys.readouterr().err
 
 
 def test_missing_data_is_a_clean_exit(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

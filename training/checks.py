@@ -90,9 +90,10 @@ def resume_state(
             "delete it and drop --resume to start afresh"
         ) from None
     if trained_with != (config.to_dict(), recipe.to_dict(), stages or []):
+        focus = f"--focus {int(bool(trained_with[2]))}"
         raise UsageError(
-            f"--resume: {path} was trained with {trained_with[0]} {trained_with[1]}; "
-            "pass the same flags to resume it"
+            f"--resume: {path} was trained with {trained_with[0]} {trained_with[1]} and "
+            f"{len(trained_with[2])} focus stage(s) ({focus}); pass the same flags to resume it"
         )
     return state
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from rowgen import contract
 from rowgen.pictures import completion_grid
+from training.stages import position
 
 
 def loss_curve(history: list[dict], path: Path, free_run_from: int, title: str) -> None:
@@ -26,7 +27,7 @@ def loss_curve(history: list[dict], path: Path, free_run_from: int, title: str) 
     ax2.legend()
     # where a later stage starts (training.stages): its loss is another objective, so a jump
     pairs = zip(history[1:], history[:-1], strict=True)
-    starts = [h["epoch"] + 1 for h, before in pairs if stage(h) > stage(before)]
+    starts = [h["epoch"] + 1 for h, before in pairs if position(h)[0] > position(before)[0]]
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if free_run_from < len(history):
@@ -41,11 +42,6 @@ def loss_curve(history: list[dict], path: Path, free_run_from: int, title: str) 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def stage(entry: dict) -> int:
-    """The training stage of a history entry (records from before stages: 0)."""
-    return entry.get("stage", 0)
 
 
 def sample_indices(labels: np.ndarray, classes: int = 10) -> list[int]:

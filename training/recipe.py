@@ -1,7 +1,8 @@
 """Training hyperparameters: the one place they are written down.
 
 `STREAM` is rowgen's default recipe (teacher forcing, then free-running fine-tuning, so that what
-is optimised is the completion error itself). `COURSE_WINDOW` is the course's recipe unchanged.
+is optimised is the completion error itself), followed by the `FOCUS` stages on short prompts.
+`COURSE_WINDOW` is the course's recipe unchanged.
 """
 
 from __future__ import annotations
@@ -70,10 +71,6 @@ _FOCUS_CYCLE = STREAM.with_overrides(
     epochs=4, lr=3e-4, free_run_from=0, feedback_grad=True, known_rows=(5, 9), score="generated"
 )
 FOCUS = (_FOCUS_CYCLE, _FOCUS_CYCLE)
-
-
-def default_recipe(mode: str) -> Recipe:
-    return COURSE_WINDOW if mode == "window" else STREAM
 
 
 def default_stages(mode: str) -> tuple[Recipe, ...]:
