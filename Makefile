@@ -88,10 +88,10 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.speed
 
 classifier: $(STAMP)
-	$(BIN)/python -m bench.classifier $(DATA_FLAG)
+	$(BIN)/python -m evaluation.classifier $(DATA_FLAG)
 
 eval: $(STAMP)
-	$(BIN)/python -m bench.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
+	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 load: $(STAMP)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)

@@ -22,10 +22,10 @@ import numpy as np
 
 from bench import load_clients as clients
 from bench import load_report as report
-from bench.load_servers import batch_counters, rss_mib, settle, start
+from bench.servers import batch_counters, rss_mib, settle, start
 from rowgen.bundle import find_bundles
 from rowgen.pictures import completion_grid
-from serve.gallery import load_samples
+from serve.app.gallery import load_gallery
 
 KNOWN_ROWS = 14
 PATHS = ("gradio", "rest-json", "rest-binary", "grpc", "ray-rest-json")
@@ -38,7 +38,7 @@ TUNING = (  # (label, serve.api flags): kserve's defaults first, then each chang
     ),
     ("+ request logs off", ["--max-batch", "1", *KSERVE_AS_IS]),
     ("+ batching", KSERVE_AS_IS),
-    ("+ orjson codec for REST infer (serve.v2_rest)", ["--event-loop", "asyncio"]),
+    ("+ orjson codec for REST infer (serve.api.rest)", ["--event-loop", "asyncio"]),
     ("+ uvloop event loop (make api)", []),
 )
 
@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def requests(n: int) -> tuple[np.ndarray, np.ndarray]:
-    samples = load_samples()
+    samples = load_gallery()
     image = np.stack([samples[i % len(samples)].image for i in range(n)]).astype(np.float32)
     return image, np.full(n, KNOWN_ROWS, np.int64)
 
@@ -101,7 +101,7 @@ def measure(path: str, server, args, n_clients: int, images: int, seconds: float
 
 
 def api_picture(server, model: str, out: Path) -> None:
-    samples = load_samples()[:8]
+    samples = load_gallery()[:8]
     image = np.stack([s.image for s in samples])
     completed = clients.complete_via_api(
         f"127.0.0.1:{server.port}", model, image, np.full(8, KNOWN_ROWS)

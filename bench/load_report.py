@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt
 
-from bench.tables import markdown_table, sig
+from rowgen.tables import markdown_table, sig
 
 LABELS = {
     "gradio": "Gradio app `/complete`",

@@ -76,7 +76,7 @@ def sample(server: subprocess.Popen, folders: list[Path]) -> dict:
 
 def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Path) -> dict:
     """Start `target`, load it for `seconds`, stop it with SIGTERM; the figures as data."""
-    from serve.app import free_port
+    from serve.app.layout import free_port
 
     work = root / target.name
     folders = [work / "tmp", work / "gradio"]

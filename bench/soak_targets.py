@@ -25,7 +25,7 @@ def app_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
     """Requests to the web app: `/complete` and the streaming `/stream` in turn."""
     from gradio_client import Client, handle_file
 
-    from serve.handlers import MEAN, UPLOAD
+    from serve.app.handlers import MEAN, UPLOAD
 
     client = Client(url, verbose=False, download_files=str(downloads))
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib import ticker
 
 from bench.runners import COURSE, EAGER, ORT_COMPLETE
-from bench.tables import markdown_table, sig
+from rowgen.tables import markdown_table, sig
 
 # (what, numerator row, denominator row, batch key, goal, aim): ratios of time per image.
 TIME_TARGETS = (

@@ -26,8 +26,7 @@ from export.errors import ExportError
 from rowgen import contract
 from rowgen.bundle import BundleError, open_bundle
 from rowgen.publish import clean_leftovers
-from training.checkpoint import load_weights
-from training.train import GRID_PNG, LOSS_PNG, TRAINING_JSON
+from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON, load_weights
 
 TRAINING_FILES = (TRAINING_JSON, LOSS_PNG, GRID_PNG)
 

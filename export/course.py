@@ -5,7 +5,8 @@
 The course's `Net` (LSTM 28->256 + Linear 256->28, attributes `rnn` and `fc`) is rowgen's window
 model, so its state_dict loads as is (training.checkpoint.load_course_state_dict, which also
 explains a wrong file). The bundle is built and validated like every other one, then its
-`complete.onnx` is scored on the test split (bench.evaluate) when the data is there.
+`complete.onnx` is scored on the test split (export.scoring, as `make eval` does) when the
+data is there.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.evaluate import onnx_completer, score
 from export.build import build_bundle
+from export.scoring import onnx_completer, score
 from rowgen import contract
 from rowgen.bundle import open_bundle, sha256_file
 from rowgen.config import ModelConfig

@@ -1,12 +1,13 @@
 """Server-side dynamic batching: concurrent requests gathered into one model call. Torch-free.
 
-Used by `serve.v2` (the v2 API's `<bundle>` model): each request awaits `MicroBatcher.submit`
-with its own images; a worker task waits at most `max_wait_s` after the first request for more,
-up to `max_batch` images, runs them as one batch in a thread (onnxruntime releases the GIL, so
-the event loop keeps parsing requests meanwhile), and hands each caller exactly its own rows.
-A request that carries a batch is never split. Past `max_queue` waiting images a request is
-refused at once with `QueueFull`: overload is answered, never queued without end. Callers refuse
-requests larger than the queue before they get here (they could never be served).
+Used by `serve.api.models` (the v2 API's `<bundle>` model): each request awaits
+`MicroBatcher.submit` with its own images; a worker task waits at most `max_wait_s` after the first
+request for more, up to `max_batch` images, runs them as one batch in a thread (onnxruntime
+releases the GIL, so the event loop keeps parsing requests meanwhile), and hands each caller
+exactly its own rows. A request that carries a batch is never split. Past `max_queue` waiting
+images a request is refused at once with `QueueFull`: overload is answered, never queued without
+end. Callers refuse requests larger than the queue before they get here (they could never be
+served).
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 from rowgen import contract
 from rowgen.bundle import BundleError, find_bundles, open_bundle
 from rowgen.pictures import to_uint8
-from serve.gallery import load_samples
+from serve.app.gallery import load_gallery
 
 REPO = Path(__file__).resolve().parent.parent
 WEB = REPO / "web"  # the page's folder in a checkout; --web points elsewhere
@@ -76,7 +76,7 @@ def samples_json() -> bytes:
     """The app's gallery as 8-bit pixels: the page divides by 255, as numpy does."""
     samples = [
         {"label": s.label, "index": s.index, "pixels": to_uint8(s.image).ravel().tolist()}
-        for s in load_samples()
+        for s in load_gallery()
     ]
     return json.dumps({"size": contract.IMAGE_SIZE, "samples": samples}).encode()
 

@@ -20,6 +20,11 @@ from safetensors.torch import load_file, safe_open, save_file
 from rowgen.config import ModelConfig
 from training.model import RowGenerator
 
+# What `python -m training.train` writes beside the checkpoint in runs/<name>/, and export copies.
+TRAINING_JSON = "training.json"
+LOSS_PNG = "loss.png"
+GRID_PNG = "completions.png"
+
 
 def save_atomic(obj: dict, path: Path) -> None:
     """torch.save to a sibling temp file, then rename: a kill never leaves half a checkpoint."""

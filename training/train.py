@@ -23,15 +23,12 @@ from rowgen import contract
 from rowgen.config import CELLS, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, checks, data, plots
+from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON
 from training.latent_loop import test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
 from training.recipe import LATENT, Recipe, default_stages
 from training.stages import checkpoint_saver, train_stages
-
-TRAINING_JSON = "training.json"
-LOSS_PNG = "loss.png"
-GRID_PNG = "completions.png"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,0 +1,285 @@
+"""Measures of sampled completions beside mean ones, for `make eval` (evaluation.evaluate).
+
+On the test split at known_rows 7 and 14, for the 10-NN mean and sampler baselines, every
+bundle's complete.onnx (mean) and every stochastic bundle's sample.onnx (temperature 1):
+- Fréchet distance between evaluation.classifier's features of the completed images and of the real
+  test images (FID's recipe with a Fashion-MNIST CNN instead of Inception; lower is better);
+- class agreement: the fraction of completions the classifier puts in the original's class;
+- diversity: mean absolute pixel difference of the generated rows between 8 samples of the same
+  prompt, over every pair, on the first DIVERSITY_PROMPTS test images;
+- likelihood: the bundle's test bound in bits per pixel of rows k..27 given the rows above,
+  beside a per-position histogram of the 256 grey levels fitted on the training split;
+- runtime agreement: the largest difference between sample.onnx and eager PyTorch on the split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from evaluation import baselines, classifier
+from evaluation.frechet import feature_stats, frechet_distance
+from rowgen import contract, sessions
+from rowgen.bundle import Bundle
+from rowgen.pictures import panel, side_by_side
+from rowgen.sampling import draw_noise
+from rowgen.tables import markdown_table, sig
+from training.checkpoint import load_weights
+from training.latent import bits_per_pixel, sample
+
+SAMPLE_KS = (7, 14)
+SAMPLES = 8  # per prompt, for the diversity and the grid
+DIVERSITY_PROMPTS = 1000
+NOISE_SEED = 0
+NEIGHBOURS = 10
+Sampler = Callable[[np.ndarray, int, int], np.ndarray]  # (images, k, seed) -> one sample each
+
+
+def onnx_sampler(bundle: Bundle, temperature: float = 1.0, batch: int = 1000) -> Sampler:
+    """sample.onnx with noise drawn from `seed`; each image gets its own slice of the draw."""
+    session = sessions.open_session(bundle.file(contract.SAMPLE_ONNX))
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+
+    def run(images: np.ndarray, k: int, seed: int) -> np.ndarray:
+        noise = draw_noise(seed, len(images), bundle.config.noise_dim)
+        parts = []
+        for first in range(0, len(images), batch):
+            part = slice(first, first + batch)
+            n = len(images[part])
+            values = (images[part], np.full(n, k, np.int64), noise[part], np.full(n, temperature))
+            feeds = {name: np.ascontiguousarray(v) for name, v in zip(names, values, strict=True)}
+            feeds[names[3]] = feeds[names[3]].astype(np.float32)
+            parts.append(session.run(None, feeds)[0])
+        return np.concatenate(parts)
+
+    return run
+
+
+class Neighbours:
+    """The 10 training images nearest each prompt by its known rows, searched once per
+    (images, k) and shared by the 10-NN mean and the 10-NN sampler."""
+
+    def __init__(self, train: np.ndarray) -> None:
+        self.train = train
+        self._found: dict[tuple[str, int], np.ndarray] = {}
+
+    def index(self, images: np.ndarray, k: int) -> np.ndarray:
+        key = (hashlib.sha1(np.ascontiguousarray(images).tobytes()).hexdigest(), k)
+        if key not in self._found:
+            flat = lambda x: x[:, :k].reshape(len(x), -1)  # noqa: E731
+            self._found[key] = baselines.nearest(flat(self.train), flat(images), NEIGHBOURS)
+        return self._found[key]  # (N, NEIGHBOURS)
+
+    def _filled(self, images: np.ndarray, k: int, bottoms: np.ndarray) -> np.ndarray:
+        out = images.astype(np.float32, copy=True)
+        out[:, k:] = bottoms
+        return out
+
+    def mean(self, images: np.ndarray, k: int) -> np.ndarray:
+        return self._filled(images, k, self.train[self.index(images, k), k:].mean(1))
+
+    def sample(self, images: np.ndarray, k: int, seed: int) -> np.ndarray:
+        """The bottom of one of the neighbours, drawn uniformly with `seed`."""
+        index = self.index(images, k)
+        draw = np.random.default_rng(seed).integers(0, NEIGHBOURS, len(images))
+        return self._filled(images, k, self.train[index[np.arange(len(images)), draw], k:])
+
+
+def judge(net: classifier.FeatureNet, completed: np.ndarray, labels: np.ndarray, real) -> dict:
+    """Fréchet distance to the real images' feature stats, and class agreement."""
+    features, predicted = classifier.embed(net, completed)
+    return {
+        "frechet": frechet_distance(*feature_stats(features), *real),
+        "class_agreement": float(np.mean(predicted == labels)),
+    }
+
+
+def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
+    """Mean |a - b| over the generated rows of every pair of SAMPLES samples per prompt."""
+    draws = np.stack([run(images, k, NOISE_SEED + 1 + s) for s in range(SAMPLES)])  # (S, N, 28, 28)
+    gen = draws[:, :, k:].astype(np.float64)
+    total = sum(
+        np.abs(gen[a] - gen[b]).mean() for a in range(SAMPLES) for b in range(a + 1, SAMPLES)
+    )
+    return float(total / (SAMPLES * (SAMPLES - 1) / 2))
+
+
+def per_position_bits(train: np.ndarray, images: np.ndarray, k: int) -> float:
+    """Bits per pixel of rows k..27 under per-(row, column) histograms of the 256 grey levels
+    (add-one smoothed), fitted on the training split: a model that ignores the known rows."""
+    tr, te = (np.rint(x[:, k:] * 255.0).astype(np.int64) for x in (train, images))
+    positions = np.arange(tr[0].size).reshape(tr.shape[1:])  # (28 - k, 28)
+    counts = np.bincount((positions * 256 + tr).ravel(), minlength=positions.size * 256)
+    counts = counts.reshape(positions.size, 256) + 1.0  # add-one (Laplace) smoothing
+    probs = counts / counts.sum(1, keepdims=True)  # (positions, 256)
+    picked = probs[positions[None], te]  # (N, 28 - k, 28)
+    return float(-np.log2(picked).mean())
+
+
+def model_bits(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) -> float:
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    torch.manual_seed(NOISE_SEED)  # the posterior draw of the bound's estimate
+    x = torch.from_numpy(images)
+    total = sum(
+        bits_per_pixel(model, x[f : f + batch], k) * len(x[f : f + batch])
+        for f in range(0, len(x), batch)
+    )
+    return total / len(x)
+
+
+def runtime_gap(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) -> float:
+    """Largest |sample.onnx - eager PyTorch| over the split, same noise, temperature 1."""
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    got = onnx_sampler(bundle)(images, k, NOISE_SEED)
+    noise = torch.from_numpy(draw_noise(NOISE_SEED, len(images), bundle.config.noise_dim))
+    worst = 0.0
+    for f in range(0, len(images), batch):
+        part = torch.from_numpy(images[f : f + batch])
+        n = len(part)
+        want = sample(model, part, torch.full((n,), k), noise[f : f + batch], torch.ones(n))
+        worst = max(worst, float(np.abs(got[f : f + batch] - want.numpy()).max()))
+    return worst
+
+
+def sample_grid(
+    prompts: np.ndarray, samples: np.ndarray, k: int, labels: list[str], title: str, scale: int = 3
+) -> Image.Image:
+    """One row per prompt: the original, the masked prompt, then its samples (P, S, 28, 28)."""
+    rows = [
+        side_by_side(
+            [panel(p, k, scale), panel(p, k, scale, masked=True)] + [panel(s, k, scale) for s in ss]
+        )
+        for p, ss in zip(prompts, samples, strict=True)
+    ]
+    grid = np.concatenate([np.pad(r, ((0, 6), (0, 0), (0, 0)), constant_values=255) for r in rows])
+    left, head = 90, 30
+    canvas = Image.new("RGB", (grid.shape[1] + left, grid.shape[0] + head), "white")
+    canvas.paste(Image.fromarray(grid), (left, head))
+    draw = ImageDraw.Draw(canvas)
+    draw.text((left, 2), title, fill="black")
+    draw.text((left, 16), "original   masked   samples ->", fill="black")
+    for i, label in enumerate(labels):
+        draw.text((2, head + i * (28 * scale + 6) + 28 * scale // 2 - 6), label[:14], fill="black")
+    return canvas
+
+
+def grid_samples(run: Sampler, prompts: np.ndarray, k: int) -> np.ndarray:
+    """(P, SAMPLES, 28, 28): SAMPLES draws for each prompt, seeds NOISE_SEED + 1 ..."""
+    return np.stack([run(prompts, k, NOISE_SEED + 1 + s) for s in range(SAMPLES)], axis=1)
+
+
+def _by_k(measure: Callable[[int], dict], prefix: str = "") -> dict:
+    return {f"{prefix}{key}_k{k}": v for k in SAMPLE_KS for key, v in measure(k).items()}
+
+
+def sampling_report(
+    train: np.ndarray,
+    images: np.ndarray,
+    labels: np.ndarray,
+    means: dict[str, Callable[[np.ndarray, int], np.ndarray]],  # bundles' complete.onnx
+    bundles: list[Bundle],
+    net: classifier.FeatureNet,
+    out: Path,
+    class_names: list[str],
+) -> dict:
+    """Every measure above as JSON-ready data; sample grids are written to `out`."""
+    features, predicted = classifier.embed(net, images)
+    real = feature_stats(features)
+    methods: dict[str, dict] = {
+        "real test images": {
+            "kind": "reference",
+            **_by_k(
+                lambda k: {
+                    "frechet": 0.0,
+                    "class_agreement": float(np.mean(predicted == labels)),
+                    "diversity": None,
+                }
+            ),
+        },
+    }
+    neighbours = Neighbours(train)
+    means = {f"{NEIGHBOURS}-NN mean": neighbours.mean, **means}
+    for name, complete in means.items():
+        row = _by_k(
+            lambda k, c=complete: {**judge(net, c(images, k), labels, real), "diversity": 0.0}
+        )
+        methods[name] = {"kind": "mean completion", **row}
+    stochastic = [b for b in bundles if b.config.stochastic]
+    samplers: dict[str, Sampler] = {f"{NEIGHBOURS}-NN sampler": neighbours.sample}
+    samplers |= {f"{b.name} sample": onnx_sampler(b) for b in stochastic}
+    for name, run in samplers.items():
+        row = _by_k(
+            lambda k, r=run: {
+                **judge(net, r(images, k, NOISE_SEED), labels, real),
+                "diversity": diversity(r, images[:DIVERSITY_PROMPTS], k),
+            }
+        )
+        kind = "sample, temperature 1" if name != f"{NEIGHBOURS}-NN sampler" else "baseline sampler"
+        methods[name] = {"kind": kind, **row}
+    likelihood = {
+        "per-position histogram": _by_k(lambda k: {"bpp": per_position_bits(train, images, k)})
+    }
+    gaps = {}
+    picks = [
+        int(np.flatnonzero(labels == c)[0]) for c in range(len(class_names)) if (labels == c).any()
+    ]
+    for bundle in stochastic:
+        likelihood[bundle.name] = _by_k(lambda k, b=bundle: {"bpp": model_bits(b, images, k)})
+        gaps[bundle.name] = runtime_gap(bundle, images, max(SAMPLE_KS))
+    for name, run in samplers.items():
+        k = max(SAMPLE_KS)
+        grid = sample_grid(
+            images[picks],
+            grid_samples(run, images[picks], k),
+            k,
+            [class_names[int(labels[i])] for i in picks],
+            f"{name}: {SAMPLES} samples per prompt, rows {k}-27 generated from 0-{k - 1}",
+        )
+        grid.save(out / f"{name.replace(' ', '-')}s.png")
+    return {
+        "known_rows": list(SAMPLE_KS),
+        "test_images": len(images),
+        "diversity_prompts": min(DIVERSITY_PROMPTS, len(images)),
+        "methods": methods,
+        "likelihood_bits_per_pixel": likelihood,
+        "sample_onnx_vs_eager_max_abs_diff": gaps,
+    }
+
+
+def markdown(report: dict) -> str:
+    """The sampling section of eval.md."""
+    ks = report["known_rows"]
+    keys = ("frechet", "class_agreement", "diversity")
+    heads = {"frechet": "Fréchet", "class_agreement": "class agreement", "diversity": "diversity"}
+    table = markdown_table(
+        ["method", "kind", *(f"{heads[key]} k={k}" for key in keys for k in ks)],
+        [
+            [name, m["kind"], *(sig(m[f"{key}_k{k}"], 4) for key in keys for k in ks)]
+            for name, m in report["methods"].items()
+        ],
+    )
+    bits = markdown_table(
+        ["model", *(f"k={k}" for k in ks)],
+        [
+            [name, *(sig(v[f"bpp_k{k}"], 4) for k in ks)]
+            for name, v in report["likelihood_bits_per_pixel"].items()
+        ],
+    )
+    info = report["classifier"]
+    gaps = ", ".join(f"{n} {v:.2g}" for n, v in report["sample_onnx_vs_eager_max_abs_diff"].items())
+    return (
+        f"## Sampled completions\n\nJudged by the project's CNN (`make classifier`, test accuracy "
+        f"{info.get('test_accuracy', float('nan')):.4f}) on {report['test_images']} test images: "
+        "Fréchet distance of its features to the real test images' (lower is better), the "
+        "fraction of completions in the original's class, and the mean absolute pixel "
+        f"difference between {SAMPLES} samples of one prompt ({report['diversity_prompts']} "
+        f"prompts).\n\n{table}\n\n"
+        "Test negative log-likelihood of rows k..27 given the rows above, bits per pixel (the "
+        f"models' is a bound):\n\n{bits}\n\n"
+        f"Largest |sample.onnx - eager PyTorch| on the split, same noise: {gaps or 'none'}.\n"
+    )

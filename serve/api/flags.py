@@ -1,0 +1,62 @@
+"""Command-line flags shared by `python -m serve.api` and `python -m serve.ray_app`. Torch-free.
+
+Parsing them never imports kserve: that module reads sys.argv itself when imported, so the
+entry points parse first and import it after (serve.api.models imports it with a clean argv).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from serve.batching import BatchSettings
+from serve.runtime import DEVICES
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """Where to listen, what to serve, and how to batch and bound the queue."""
+    d = BatchSettings()
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    add("--port", type=int, default=8080, help="REST port")
+    add("--grpc-port", type=int, default=8081, help="gRPC port (0: no gRPC)")
+    add("--artifacts", default="artifacts", help="folder of bundles to serve")
+    add("--device", choices=DEVICES, default="auto", help="auto tries CUDA, then the CPU")
+    add("--max-batch", type=int, default=d.max_batch, help="images per onnxruntime call (1: off)")
+    add(
+        "--batch-wait-ms",
+        type=float,
+        default=d.max_wait_s * 1000,
+        help="how long a request waits for others to share its onnxruntime call (0: no wait)",
+    )
+    add(
+        "--max-queue",
+        type=int,
+        default=d.max_queue,
+        help="images waiting per model before requests get 503 (also the largest request)",
+    )
+    add(
+        "--log-requests",
+        action="store_true",
+        help="kserve's per-request access, latency and timing logs (off: they cost throughput)",
+    )
+    add(
+        "--kserve-json",
+        action="store_true",
+        help="kserve's own JSON codec for REST infer (default: orjson, see serve.api.rest)",
+    )
+    add(
+        "--event-loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the servers' event loop (asyncio: the standard library's, as kserve runs)",
+    )
+
+
+def batch_settings(args: argparse.Namespace) -> BatchSettings:
+    """The batching flags as settings; SystemExit with the flag's name when one is invalid."""
+    for flag in ("max_batch", "max_queue"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.batch_wait_ms < 0:
+        raise SystemExit("--batch-wait-ms must be 0 or more")
+    return BatchSettings(args.max_batch, args.batch_wait_ms / 1000, args.max_queue)

@@ -1,0 +1,175 @@
+"""A bundle as Open Inference Protocol (KServe v2) models: `kserve.Model` subclasses.
+
+Torch-free. `<bundle>` runs `complete.onnx` through a `MicroBatcher`, `<bundle>_step` runs
+`step.onnx` as it is (the client carries the state), and a sampling bundle's `<bundle>_sample`
+runs `sample.onnx` (the client sends the noise, so a sample is reproducible anywhere). Names,
+datatypes and shapes come from `rowgen.contract`; every input is checked and a bad one is an
+`InvalidInput` (400 over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the fix
+(serve.api.inputs). A full queue is `Overloaded` (503, UNAVAILABLE). Served by
+`python -m serve.api` (`make api`) and `python -m serve.ray_app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from prometheus_client import Histogram
+
+from rowgen import contract
+from rowgen.contract import TensorSpec
+from rowgen.sampling import MAX_TEMPERATURE
+from serve.api.inputs import (
+    DATATYPES,
+    check_known_rows,
+    check_pixels,
+    read_inputs,
+    v2_tensor,
+)
+from serve.api.protocol import (
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    InvalidInput,
+    Overloaded,
+    kserve,
+)
+from serve.batching import BatchSettings, MicroBatcher, QueueFull
+from serve.runtime import OrtModel
+
+DEFAULT_BATCHING = BatchSettings()
+BATCH_IMAGES = Histogram(
+    "rowgen_batch_images",
+    "Images in the onnxruntime call that served each complete request",
+    ["model_name"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+
+
+def step_model_name(bundle: str) -> str:
+    return bundle + contract.STEP_MODEL_SUFFIX
+
+
+def respond(request: InferRequest, model: str, specs: list[TensorSpec], arrays, **params):
+    """An InferResponse with `arrays` as the `specs` outputs, binary where the request asked.
+
+    The outputs hold raw bytes: kserve's gRPC encoder fails on numpy data, and its REST encoder
+    turns raw bytes into a JSON list only when the request did not ask for binary.
+    """
+    outputs = []
+    for spec, array in zip(specs, arrays, strict=True):
+        output = InferOutput(spec.name, list(array.shape), DATATYPES[spec.dtype])
+        output.set_data_from_numpy(np.ascontiguousarray(array), binary_data=True)
+        outputs.append(output)
+    return InferResponse(
+        response_id=request.id or "",
+        model_name=model,
+        infer_outputs=outputs,
+        parameters=params or None,
+        use_binary_outputs=request.use_binary_outputs,
+        requested_outputs=request.request_outputs,
+    )
+
+
+class ContractModel(kserve.Model):
+    """A v2 model whose metadata is one of the contract's programs."""
+
+    def __init__(self, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+        super().__init__(name)
+        self.inputs, self.outputs = inputs, outputs
+
+    def get_input_types(self) -> list[dict]:
+        return [v2_tensor(s) for s in self.inputs]
+
+    def get_output_types(self) -> list[dict]:
+        return [v2_tensor(s) for s in self.outputs]
+
+
+class CompleteModel(ContractModel):
+    """`<bundle>`: image FP32 [-1, 28, 28] + known_rows INT64 [-1] -> completed, batched."""
+
+    def __init__(self, model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> None:
+        super().__init__(model.name, contract.complete_inputs(), contract.complete_outputs())
+        self.model = model
+        self.batcher = MicroBatcher(model.complete, batching)
+
+    def load(self) -> bool:
+        _ = self.model.complete_session  # open complete.onnx now, not at the first request
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        image, known_rows = read_inputs(payload, self.inputs, self.name)
+        check_pixels(self.inputs[0].name, image)
+        check_known_rows(known_rows)
+        if len(image) > (limit := self.batcher.settings.max_queue):
+            raise InvalidInput(
+                f"a request of {len(image)} images is more than this server takes at once "
+                f"({limit}, its --max-queue): split it into smaller requests"
+            )
+        try:
+            completed, batch = await self.batcher.submit(image, known_rows)
+        except QueueFull as exc:
+            raise Overloaded(str(exc)) from None
+        BATCH_IMAGES.labels(model_name=self.name).observe(batch)
+        return respond(payload, self.name, self.outputs, [completed], batch_images=batch)
+
+
+class StepModel(ContractModel):
+    """`<bundle>_step`: one `step.onnx` call; the state comes in and goes back out."""
+
+    def __init__(self, model: OrtModel) -> None:
+        specs = contract.step_inputs(model.config), contract.step_outputs(model.config)
+        super().__init__(step_model_name(model.name), *specs)
+        self.model = model
+
+    def load(self) -> bool:
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        row, *state = read_inputs(payload, self.inputs, self.name)
+        check_pixels(self.inputs[0].name, row)
+        outputs = await asyncio.to_thread(self.model.step, row, *state)
+        return respond(payload, self.name, self.outputs, outputs)
+
+
+class SampleModel(ContractModel):
+    """`<bundle>_sample`: one `sample.onnx` call; the noise comes in the request."""
+
+    def __init__(self, model: OrtModel) -> None:
+        specs = contract.sample_inputs(model.config.noise_dim), contract.sample_outputs()
+        super().__init__(model.name + contract.SAMPLE_MODEL_SUFFIX, *specs)
+        self.model = model
+
+    def load(self) -> bool:
+        _ = self.model.sample_session  # open sample.onnx now, not at the first request
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        image, known_rows, noise, temperature = read_inputs(payload, self.inputs, self.name)
+        check_pixels(self.inputs[0].name, image)
+        check_known_rows(known_rows)
+        bad = np.flatnonzero((temperature < 0) | (temperature > MAX_TEMPERATURE))
+        if bad.size:
+            i = int(bad[0])
+            raise InvalidInput(
+                f"temperature[{i}] is {float(temperature[i]):g}: each must be in "
+                f"0..{MAX_TEMPERATURE:g} (0: deterministic, 1: the model's own distribution)"
+            )
+        completed = await asyncio.to_thread(
+            self.model.sample, image, known_rows, noise, temperature
+        )
+        return respond(payload, self.name, self.outputs, [completed])
+
+
+def bundle_models(model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> list:
+    """The v2 models of one bundle (contract.serving_names), loaded."""
+    models = [CompleteModel(model, batching), StepModel(model)]
+    if model.config.stochastic:
+        models.append(SampleModel(model))
+    assert [m.name for m in models] == list(contract.serving_names(model.name, model.config))
+    for m in models:
+        m.load()
+    return models
