@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model not in [p.name for p in find_bundles(args.artifacts)]:
         print(f"bench.load: no bundle {args.model!r} under {args.artifacts}", file=sys.stderr)
-        return 1
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     cells: list[dict] = []
     servers: dict = {}

@@ -22,23 +22,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m serve.api", description="rowgen bundles over the KServe v2 protocol"
     )
     add_server_args(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.batching = batch_settings(args, parser)
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = batch_settings(args)
+    settings = args.batching
     from serve.api.models import bundle_models  # kserve, once our flags are parsed
     from serve.api.server import V2Server, busy_port
 
     if message := busy_port(args.host, {"--port": args.port, "--grpc-port": args.grpc_port}):
         print(f"serve.api: {message}", file=sys.stderr)
-        return 1
+        return 2
     try:
         models = load_models(args.artifacts, args.device)
     except (BundleError, DeviceError) as exc:
         print(f"serve.api: {exc}", file=sys.stderr)
-        return 1
+        return 2
 
     served = [m for model in models.models.values() for m in bundle_models(model, settings)]
     names = ", ".join(m.name for m in served)

@@ -52,11 +52,11 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def batch_settings(args: argparse.Namespace) -> BatchSettings:
-    """The batching flags as settings; SystemExit with the flag's name when one is invalid."""
+def batch_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BatchSettings:
+    """The batching flags as settings; a usage error (exit 2) naming the flag when one is bad."""
     for flag in ("max_batch", "max_queue"):
         if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1")
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.batch_wait_ms < 0:
-        raise SystemExit("--batch-wait-ms must be 0 or more")
+        parser.error("--batch-wait-ms must be 0 or more")
     return BatchSettings(args.max_batch, args.batch_wait_ms / 1000, args.max_queue)

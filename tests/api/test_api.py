@@ -344,7 +344,7 @@ def test_taken_port_is_named(tiny_bundles: Path) -> None:
             timeout=60,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
-    assert result.returncode == 1 and f"127.0.0.1:{port} is in use" in result.stderr
+    assert result.returncode == 2 and f"127.0.0.1:{port} is in use" in result.stderr
 
 
 def test_micro_batcher_gathers_splits_and_refuses() -> None:

@@ -233,7 +233,7 @@ def test_app_over_http_with_gradio_client(tiny_bundles: Path, tmp_path: Path, mo
 
 
 def test_main_refuses_missing_bundles(tmp_path: Path, capsys) -> None:
-    assert main(["--artifacts", str(tmp_path / "nothing-here")]) == 1
+    assert main(["--artifacts", str(tmp_path / "nothing-here")]) == 2
     err = capsys.readouterr().err
     assert "no bundles under" in err and "make train export" in err
 
@@ -242,19 +242,19 @@ def test_main_refuses_tampered_bundle(tiny_bundles: Path, tmp_path: Path, capsys
     shutil.copytree(tiny_bundles / "gru", tmp_path / "gru")
     weights = tmp_path / "gru" / contract.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
-    assert main(["--artifacts", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path)]) == 2
     assert "weights.safetensors" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "gru" / contract.MANIFEST).read_text())
     del manifest["files"][contract.COMPLETE_ONNX]
     (tmp_path / "gru" / contract.MANIFEST).write_text(json.dumps(manifest))
-    assert main(["--artifacts", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path)]) == 2
     assert "complete.onnx" in capsys.readouterr().err
 
 
 def test_main_device_cuda_without_gpu(tiny_bundles: Path, capsys) -> None:
     if CUDA in OrtModel(tiny_bundles / "rnn", "auto").providers:
         pytest.skip("CUDA works here")
-    assert main(["--artifacts", str(tiny_bundles), "--device", "cuda"]) == 1
+    assert main(["--artifacts", str(tiny_bundles), "--device", "cuda"]) == 2
     assert "--device cuda" in capsys.readouterr().err
 
 

@@ -39,5 +39,5 @@ def test_load_script_writes_its_figures(tiny_bundles: Path, tmp_path: Path, caps
 
 
 def test_load_script_without_the_bundle(tmp_path: Path, capsys) -> None:
-    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no bundle 'lstm'" in capsys.readouterr().err
