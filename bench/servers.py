@@ -1,5 +1,6 @@
-"""The servers bench.load measures, each in its own process: the Gradio app (`python -m serve`),
-the v2 API (`python -m serve.api`) and the v2 API on Ray Serve (`python -m serve.ray_app`).
+"""The servers that bench.load and bench.soak drive, each in its own process: the Gradio app
+(`python -m serve`), the v2 API (`python -m serve.api`) and the v2 API on Ray Serve
+(`python -m serve.ray_app`), on free loopback ports.
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
 Ray, the front plus every Serve replica process) and the mean batch from the v2 `/metrics`.
@@ -46,19 +47,28 @@ class Running:
     def base(self) -> str:
         return f"http://{self.url}"
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (what a service manager sends), SIGKILL after `timeout` s; the exit code."""
         self.process.terminate()
         try:
-            self.process.wait(30)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            return self.process.wait()
 
 
 def start(
-    kind: str, artifacts: str, device: str, log_dir: Path, flags: list[str], timeout: float = 600
+    kind: str,
+    artifacts: str,
+    device: str,
+    log_dir: Path,
+    flags: list[str] | tuple[str, ...] = (),
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> Running:
-    """Start one server on free loopback ports and wait until it answers (tests use it too)."""
+    """Start one server on free loopback ports and wait until it answers (tests use it too).
+
+    `env` replaces the environment (bench.soak gives each server its own TMPDIR)."""
     port, grpc_port = free_port(), free_port()
     module = {"gradio": "serve", "v2": "serve.api", "ray": "serve.ray_app"}[kind]
     argv = [sys.executable, "-m", module, "--artifacts", str(artifacts), "--device", device]
@@ -67,7 +77,8 @@ def start(
         argv += ["--grpc-port", str(grpc_port), *flags]
     log = log_dir / f"{kind}-{port}.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # a file, not a pipe: a full pipe would stall the server
+        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     running = Running(kind, process, port, grpc_port, log)
     ready = "/" if kind == "gradio" else "/v2/health/ready"
     deadline = time.monotonic() + timeout
