@@ -42,7 +42,7 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -71,6 +71,9 @@ web: $(STAMP) $(WEB_NPM)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
 $(WEB_NPM): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
+
+screenshots: $(STAMP) $(WEB_NPM)
+	$(BIN)/python -m docs.screenshots --artifacts $(ARTIFACTS)
 
 course: $(STAMP)
 	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)
