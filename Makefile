@@ -40,7 +40,7 @@ TRITONSERVER := build/pytriton/pytriton/tritonserver/bin/tritonserver
 # What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's core.
 TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -76,6 +76,9 @@ $(NODE_NPM): examples/node/package-lock.json
 	cd examples/node && npm ci --no-audit --no-fund
 $(TRITONSERVER): | $(STAMP)
 	bash .ci/get-tritonserver
+
+screenshots: $(STAMP) $(WEB_NPM)  ## docs/screenshot.png and docs/web.png, shot from the running servers
+	$(BIN)/python -m docs.screenshots --artifacts $(ARTIFACTS)
 
 course: $(STAMP)  ## a bundle from the course notebook's saved state_dict (STATE_DICT=net.pth)
 	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)

@@ -7,7 +7,7 @@ Nothing is computed here: the page (`web/index.html`) runs the bundle's `step.on
 `complete.onnx` in the browser with onnxruntime-web (WASM). This server only hands out static
 files, and only these: the page's own files, onnxruntime-web's `dist/` files from
 `web/node_modules` (`npm ci` in `web/`), each bundle's manifest and two ONNX files (bundles
-verified by sha256 at start), and the sample gallery as JSON. Torch-free, stdlib plus numpy.
+verified by sha256 at start), and the gallery of test images as JSON. Torch-free, stdlib plus numpy.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 //
 // Served by `python -m serve.web` (make web), which also serves onnxruntime-web's files from
 // web/node_modules under /ort/ and the bundles under /bundles/<name>/. The finished run is kept
-// in `window.rowgen` so a test (tests/test_web.py) can compare it with Python onnxruntime.
+// in `window.rowgen` so a test (tests/web/test_web.py) can compare it with Python onnxruntime.
 
 import * as ort from "/ort/ort.wasm.min.mjs";
 import { clampKnownRows, completeOnce, loadBundle, stepRows } from "/rowgen.js";

@@ -64,7 +64,7 @@ def summary(model: Model, k: int, seconds: float, mse: float | None) -> str:
 
 
 class Handlers:
-    """The app's event handlers, bound to the served models and the sample gallery."""
+    """The app's event handlers, bound to the served models and the gallery."""
 
     def __init__(
         self, models: ModelSet, samples: list[GalleryImage], pngs: PngFiles | None = None

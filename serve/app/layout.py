@@ -2,7 +2,7 @@
 
 One `gr.Blocks` layout in `build_app`, its events (handled by `serve.app.handlers`) at its bottom;
 nothing is done at import time. Run it with `python -m serve` (`make serve`); `launch` is shared
-by the entry point, the tests and `python -m bench.load`. Also serves the API endpoint
+by the entry point, the tests and `python -m docs.screenshots`. Also serves the API endpoint
 `/complete`.
 """
 
