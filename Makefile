@@ -6,6 +6,7 @@
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 #   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
 #   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
+#   make attack           hostile requests against the v2 API on loopback, and what came back
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -42,7 +43,7 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier attack
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -95,6 +96,9 @@ eval: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
+
+attack: $(STAMP)
+	$(BIN)/python -m bench.attack --artifacts $(ARTIFACTS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)
