@@ -29,12 +29,11 @@ from pathlib import Path
 
 from bench import hostile, sockets
 from bench.servers import Running, peak_rss_mib, rss_mib, start
+from bench.v2_requests import GRPC_CODES, binary_body, grpc_call, metadata, post, valid_request
 from rowgen.tables import markdown_table
 
 HEADER_TIMEOUT_S, BODY_TIMEOUT_S = 5, 10  # short, so the slow-client cases end soon
 FLAGS = ["--header-timeout-s", str(HEADER_TIMEOUT_S), "--body-timeout-s", str(BODY_TIMEOUT_S)]
-HOSTILE_VALUES = (None, True, False, -1, 0, 2**64, 1.5, -1e308, "", "x" * 1000, "FP32", [], {},
-                  [None], [[1.5]], {"a": {"b": None}}, [-1, 28, 28])  # fmt: skip
 
 
 class Table:
@@ -63,26 +62,24 @@ def run_cases(server: Running, bundle: str, table: Table) -> None:
         model = bundle + case.model
         if model not in metas:
             try:
-                metas[model] = hostile.metadata(server.url, model)
+                metas[model] = metadata(server.url, model)
             except (OSError, ValueError):
                 metas[model] = None
         if metas[model] is None or "inputs" not in metas[model]:
             table.add(case.name, "-", f"skipped: {bundle} has no {model}", True, 0.0)
             continue
-        request = hostile.valid_request(metas[model])
+        request = valid_request(metas[model])
         served = hostile.served_name(bundle, case)
         path, body, headers = hostile.rest_request(case, request, served)
-        (status, message, kept), seconds = timed(hostile.post, server.url, path, body, headers)
+        (status, message, kept), seconds = timed(post, server.url, path, body, headers)
         message = str(message)
         ok = status == case.status and all(w in message for w in case.words)
         ok = ok and len(message) <= 600 and kept == (status not in (408, 413, 431))
         table.add(case.name, "REST", f"{status} {message}", ok, seconds)
         if isinstance(case, hostile.Case) and case.both:
             grpc_message = hostile.grpc_request(case, request, served)
-            (code, details), seconds = timed(
-                hostile.grpc_call, server.grpc_url, "ModelInfer", grpc_message
-            )
-            same = code == hostile.GRPC_CODES[case.status] and details == message
+            (code, details), seconds = timed(grpc_call, server.grpc_url, "ModelInfer", grpc_message)
+            same = code == GRPC_CODES[case.status] and details == message
             table.add(case.name, "gRPC", f"{code} {details}", same, seconds)
 
 
@@ -99,11 +96,11 @@ def run_bodies(server: Running, bundle: str, table: Table) -> float:
     for suffix, images, status in ((hostile.STEP, 50_000, 413), (hostile.STEP, 2048, 400),
                                    (hostile.SAMPLE, 2048, 400)):  # fmt: skip
         model = bundle + suffix
-        meta = hostile.metadata(server.url, model)
+        meta = metadata(server.url, model)
         if "inputs" not in meta:
             continue
-        request = hostile.valid_request(meta, images, arrays=True)
-        body, headers = hostile.binary_body(request, tuple(range(len(request["inputs"]))))
+        request = valid_request(meta, images, arrays=True)
+        body, headers = binary_body(request, tuple(range(len(request["inputs"]))))
         answer = sockets.send_body(addr, f"/v2/models/{model}/infer", body, headers)
         what = f"{model} with {images:,} images ({len(body) / 2**20:.0f} MB binary)"
         text = f"{answer.status} {answer.message}"
@@ -115,12 +112,12 @@ def run_clients(server: Running, bundle: str, table: Table) -> None:
     """Slow heads while a good request is served, a 1 MB header, a slow body, more bodies in
     flight than the server holds, and an answer never read."""
     addr, infer = ("127.0.0.1", server.port), f"/v2/models/{bundle}/infer"
-    meta = hostile.metadata(server.url, bundle)
-    body = json.dumps(hostile.valid_request(meta)).encode()
+    meta = metadata(server.url, bundle)
+    body = json.dumps(valid_request(meta)).encode()
     holding: list[sockets.Answer] = []
     thread = _background(lambda: holding.extend(sockets.slow_heads(addr, 20, 3 * HEADER_TIMEOUT_S)))
     time.sleep(1.0)  # the 20 heads are open
-    (status, _, _), seconds = timed(hostile.post, server.url, infer, body, {})
+    (status, _, _), seconds = timed(post, server.url, infer, body, {})
     table.add("good request while 20 heads hang", "REST", str(status), status == 200, seconds)
     thread.join()
     cut = [a for a in holding if a.status == 408]
@@ -128,6 +125,10 @@ def run_clients(server: Running, bundle: str, table: Table) -> None:
     text = f"{len(cut)} of 20 answered 408, the last after {slowest:.1f} s"
     ok = len(cut) == 20 and slowest < HEADER_TIMEOUT_S + 2
     table.add("20 slow request heads", "REST", text, ok, slowest)
+    answer = sockets.silent(("127.0.0.1", server.grpc_port), 6 * HEADER_TIMEOUT_S)
+    text = f"{answer.message} by the server after {answer.seconds:.1f} s"
+    ok = answer.message == "closed" and answer.seconds < HEADER_TIMEOUT_S + 2
+    table.add("a connection that never speaks", "gRPC", text, ok, answer.seconds)
     answer = sockets.big_head(addr, 2**20)
     text = f"{answer.status} {answer.message}"
     table.add("a 1 MB header", "REST", text, answer.status == 431, answer.seconds)
@@ -138,8 +139,8 @@ def run_clients(server: Running, bundle: str, table: Table) -> None:
     busy = sum(a.status == 503 for a in answers)
     text = f"{len(answers) - busy} let in, {busy} answered 503"
     table.add("14 bodies of 24 MiB at once", "REST", text, 0 < busy < len(answers), seconds)
-    request = hostile.valid_request(meta, 1024, arrays=True)
-    big, headers = hostile.binary_body(request, tuple(range(len(request["inputs"]))))
+    request = valid_request(meta, 1024, arrays=True)
+    big, headers = binary_body(request, tuple(range(len(request["inputs"]))))
     headers["Content-Type"] = "application/json"
     answer = sockets.unread_answer(addr, infer, big, headers, wait=BODY_TIMEOUT_S + 3)
     ok = answer.message.startswith("dropped")
@@ -159,9 +160,7 @@ def run_repository(server: Running, bundle: str, table: Table) -> None:
 
     step = bundle + hostile.STEP
     message = service_pb2.RepositoryModelUnloadRequest(model_name=step)
-    (code, details), seconds = timed(
-        hostile.grpc_call, server.grpc_url, "RepositoryModelUnload", message
-    )
+    (code, details), seconds = timed(grpc_call, server.grpc_url, "RepositoryModelUnload", message)
     table.add("unload " + step, "gRPC", f"{code} {details}", code == "PERMISSION_DENIED", seconds)
     ready = _get(server, "/v2/health/ready").get("ready")
     model = _get(server, f"/v2/models/{step}/ready").get("ready")
@@ -178,36 +177,18 @@ def _get(server: Running, path: str) -> dict:
 def run_mutations(server: Running, bundle: str, count: int, table: Table) -> None:
     """`count` valid requests with one random part replaced by a hostile value (seeded)."""
     rng = random.Random(0)
-    valid = hostile.valid_request(hostile.metadata(server.url, bundle))
+    valid = valid_request(metadata(server.url, bundle))
     codes: dict[int, int] = {}
     start = time.monotonic()
     for _ in range(count):
         request = json.loads(json.dumps(valid))
-        _mutate(request, rng)
-        status, _, _ = hostile.post(server.url, f"/v2/models/{bundle}/infer",
+        hostile.mutate(request, rng)
+        status, _, _ = post(server.url, f"/v2/models/{bundle}/infer",
                                     json.dumps(request).encode(), {})  # fmt: skip
         codes[status] = codes.get(status, 0) + 1
     text = ", ".join(f"{n} x {c}" for c, n in sorted(codes.items()))
     ok = all(c == 200 or 400 <= c < 500 for c in codes)
     table.add(f"{count} random mutations", "REST", text, ok, time.monotonic() - start)
-
-
-def _mutate(node, rng: random.Random) -> None:
-    """Replace (or drop) one randomly chosen part of `node`, a JSON object or list."""
-    while True:
-        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
-        if not keys:
-            return
-        key = rng.choice(keys)
-        child = node[key]
-        if isinstance(child, (dict, list)) and child and rng.random() < 0.7:
-            node = child
-            continue
-        if isinstance(node, dict) and rng.random() < 0.2:
-            del node[key]
-        else:
-            node[key] = rng.choice(HOSTILE_VALUES)
-        return
 
 
 def log_summary(log: Path, refusals_sent: int) -> tuple[str, bool]:

@@ -4,62 +4,28 @@ Torch-free. Each `Case` changes a valid request (built from the model's own meta
 any bundle) into a bad one: the protocol's form, the model's contract, the batch cap, values the
 model cannot answer for. `both` cases are sent over REST and over gRPC, and both must give the
 same status (the gRPC code of the HTTP status) and the same message; the others can only be
-written in JSON (a string where a number goes) or only as a REST body (`RAW`). Used by
-`bench.attack` (`make attack`) and by tests/api/test_hostile.py, which add the attacks that are
-not one request (big bodies, slow clients, the repository extension).
+written in JSON (a string where a number goes) or only as a REST body (`RAW`). `mutate` makes
+random bad requests out of a valid one. Used by `bench.attack` (`make attack`) and by
+tests/api/test_hostile.py, which add the attacks that are not one request (big bodies, slow
+clients, the repository extension).
 """
 
 from __future__ import annotations
 
 import copy
-import functools
-import http.client
 import json
+import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote
 
-import numpy as np
-
+from bench.v2_requests import binary_body, grpc_message
 from rowgen import contract
 
 STEP, SAMPLE = contract.STEP_MODEL_SUFFIX, contract.SAMPLE_MODEL_SUFFIX
-IMAGE, KNOWN_ROWS, _, TEMPERATURE = (s.name for s in contract.sample_inputs(1))
+IMAGE = contract.complete_inputs()[0].name
 COMPLETED = contract.complete_outputs()[0].name
-VALID = {KNOWN_ROWS: 14, TEMPERATURE: 1.0}  # every other input: 0.5 (a pixel, a state, noise)
-GRPC_CODES = {  # HTTP status -> the gRPC code of the same verdict (serve.api.refusals)
-    400: "INVALID_ARGUMENT",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    413: "RESOURCE_EXHAUSTED",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-}
 MAX_IMAGES = 1024  # the servers' default --max-queue: the batch cap the cap cases pass
-
-
-def metadata(base: str, model: str) -> dict:
-    """GET /v2/models/{model}: its inputs and outputs."""
-    connection = http.client.HTTPConnection(base, timeout=30)
-    connection.request("GET", f"/v2/models/{model}")
-    return json.loads(connection.getresponse().read())
-
-
-def valid_request(meta: dict, batch: int = 1, arrays: bool = False) -> dict:
-    """A JSON request the model answers: `batch` images of in-range values (as numpy arrays
-    with `arrays`, for `binary_body` to send large batches without a list per value)."""
-    inputs = []
-    for tensor in meta["inputs"]:
-        shape = [batch, *tensor["shape"][1:]]
-        value = VALID.get(tensor["name"], 0.5)
-        count = int(np.prod(shape))
-        data = np.full(count, value, _dtype(tensor)) if arrays else [value] * count
-        inputs.append({**tensor, "shape": shape, "data": data})
-    return {"inputs": inputs}
-
-
-def _dtype(tensor: dict) -> type:
-    return np.int64 if tensor["datatype"] == "INT64" else np.float32
 
 
 Change = Callable[[dict], None]
@@ -119,7 +85,6 @@ class Raw:
     build: Callable[[dict, str], tuple[str, bytes, dict]]
     status: int
     words: tuple[str, ...] = ()
-    rest: dict = field(default_factory=dict)
 
 
 def _first_output(request: dict) -> None:
@@ -207,24 +172,6 @@ CASES = (
 )  # fmt: skip
 
 
-def binary_body(request: dict, binary: tuple[int, ...], trailing: bytes = b"") -> tuple:
-    """(body, headers) of `request` with the inputs at `binary` sent as bytes after the JSON."""
-    body, parts = {**request, "inputs": [dict(t) for t in request["inputs"]]}, []
-    for i, tensor in enumerate(body["inputs"]):
-        if i in binary:
-            data = _bytes(tensor)
-            del tensor["data"]
-            tensor["parameters"] = {**tensor.get("parameters", {}), "binary_data_size": len(data)}
-            parts.append(data)
-    header = json.dumps(body).encode()
-    headers = {"Inference-Header-Content-Length": str(len(header))} if binary else {}
-    return header + b"".join(parts) + trailing, headers
-
-
-def _bytes(tensor: dict) -> bytes:
-    return np.asarray(tensor["data"], _dtype(tensor)).tobytes()
-
-
 def _raw_trailing(request: dict, model: str) -> tuple[str, bytes, dict]:
     body, headers = binary_body(request, (0,), trailing=b"\0" * 8)
     return f"/v2/models/{model}/infer", body, headers
@@ -281,27 +228,6 @@ def rest_request(case: Case | Raw, request: dict, model: str) -> tuple[str, byte
     return f"/v2/models/{quote(model, safe='')}{version}/infer", body, headers
 
 
-def post(base: str, path: str, body: bytes, headers: dict, timeout: float = 60):
-    """(status, the "error" message or the answer, keep-alive kept) of one POST."""
-    connection = http.client.HTTPConnection(base, timeout=timeout)
-    try:
-        connection.request("POST", path, body, headers)
-        response = connection.getresponse()
-        raw = response.read()
-        kept = response.getheader("connection", "").lower() != "close"
-    finally:
-        connection.close()
-    try:
-        answer = json.loads(raw)
-    except ValueError:
-        answer = {"error": raw[:200].decode(errors="replace")}
-    return (
-        response.status,
-        answer.get("error", answer) if isinstance(answer, dict) else answer,
-        kept,
-    )
-
-
 def grpc_request(case: Case, request: dict, model: str):
     """The case as a tritonclient ModelInferRequest (gRPC's wire form of the same request)."""
     changed = copy.deepcopy(request)
@@ -309,59 +235,24 @@ def grpc_request(case: Case, request: dict, model: str):
     return grpc_message(changed, model, bool(case.binary), case.version)
 
 
-def grpc_message(request: dict, model: str, raw: bool = False, version: str = ""):
-    """A JSON request (of types protobuf can hold) as a ModelInferRequest; `raw`: every input's
-    values as bytes in raw_input_contents (gRPC takes them for all inputs or none)."""
-    from tritonclient.grpc import service_pb2
+VALUES = (None, True, False, -1, 0, 2**64, 1.5, -1e308, "", "x" * 1000, "FP32", [], {},
+          [None], [[1.5]], {"a": {"b": None}}, [-1, 28, 28])  # fmt: skip
+# what `mutate` puts in: every JSON type, out-of-range numbers, long and empty strings
 
-    message = service_pb2.ModelInferRequest(
-        model_name=model, model_version=version, id=request.get("id", "")
-    )
-    for key, value in (request.get("parameters") or {}).items():
-        _grpc_parameter(message.parameters[key], value)
-    for tensor in request["inputs"]:
-        grpc_input = message.inputs.add(
-            name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"]
-        )
-        if raw:
-            message.raw_input_contents.append(_bytes(tensor))
-        elif tensor["datatype"] == "INT64":
-            grpc_input.contents.int64_contents.extend(tensor["data"])
+
+def mutate(node: dict | list, rng: random.Random) -> None:
+    """Replace (or drop) one randomly chosen part of `node`, a JSON object or list."""
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            return
+        key = rng.choice(keys)
+        child = node[key]
+        if isinstance(child, (dict, list)) and child and rng.random() < 0.7:
+            node = child
+            continue
+        if isinstance(node, dict) and rng.random() < 0.2:
+            del node[key]
         else:
-            grpc_input.contents.fp32_contents.extend(tensor["data"])
-    for output in request.get("outputs", []):
-        grpc_output = message.outputs.add(name=output["name"])
-        for key, value in (output.get("parameters") or {}).items():
-            _grpc_parameter(grpc_output.parameters[key], value)
-    return message
-
-
-def _grpc_parameter(parameter, value) -> None:
-    if isinstance(value, bool):
-        parameter.bool_param = value
-    elif isinstance(value, int):
-        parameter.int64_param = value
-    else:
-        parameter.string_param = str(value)
-
-
-def grpc_call(url: str, method: str, message, timeout: float = 60) -> tuple[str, str]:
-    """(status code name, details) of one gRPC call of `method` on the inference service."""
-    import grpc
-
-    try:
-        getattr(_stub(url), method)(message, timeout=timeout)
-        return "OK", ""
-    except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""
-
-
-@functools.cache
-def _stub(url: str):
-    """One channel per server, kept: the client sends messages of any size (the server is
-    what is being tried)."""
-    import grpc
-    from tritonclient.grpc import service_pb2_grpc
-
-    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    return service_pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(url, unlimited))
+            node[key] = rng.choice(VALUES)
+        return

@@ -124,6 +124,25 @@ def slow_heads(addr: tuple[str, int], clients: int, timeout: float) -> list[Answ
     return answers
 
 
+def silent(addr: tuple[str, int], timeout: float) -> Answer:
+    """Connect and send nothing: how long until the server closes (message "closed"), reading
+    whatever it sends meanwhile (a gRPC server sends its HTTP/2 settings, then gives up)."""
+    start = time.monotonic()
+    sock = _connect(addr)
+    sock.settimeout(timeout)
+    message = "still open"
+    try:
+        while sock.recv(65536):
+            pass
+        message = "closed"
+    except ConnectionResetError:
+        message = "closed"
+    except OSError:  # timed out: the server kept it
+        pass
+    sock.close()
+    return Answer(0, message, 0, time.monotonic() - start)
+
+
 def big_head(addr: tuple[str, int], size: int) -> Answer:
     """A request with one header of `size` bytes."""
     start = time.monotonic()

@@ -46,6 +46,7 @@ GRPCServer = kserve.protocol.grpc.server.GRPCServer
 InferenceServicer = kserve.protocol.grpc.servicer.InferenceServicer
 interceptors = kserve.protocol.grpc.interceptors
 grpc_service = kserve.protocol.grpc.grpc_predict_v2_pb2_grpc
+ModelNotReady = kserve.errors.ModelNotReady
 to_headers = kserve.utils.to_headers  # the package binds its utils.utils module here
 
 GRPC_CONNECTION_AGE_S = 120  # then GOAWAY: clients reconnect; calls in flight get body_timeout_s
@@ -85,6 +86,11 @@ class CheckedDataPlane(DataPlane):
     async def ready(self) -> bool:
         return await self.model_registry.all_ready()
 
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False):
+        if model_name in self.model_registry.unloaded:  # served, but unloaded: not ready (503)
+            return False
+        return await super().model_ready(model_name, disable_predictor_health_check)
+
     def metadata(self) -> dict:
         return {**super().metadata(), "extensions": [EXTENSION] if self.repository else []}
 
@@ -94,6 +100,8 @@ class Servicer(InferenceServicer):
     checks, and model versions refused as REST's version URLs are."""
 
     async def ModelInfer(self, request, context):
+        if not await self._data_plane.model_ready(request.model_name, True):  # as REST's route
+            raise ModelNotReady(request.model_name)
         infer_request = grpc_request(request)
         response, _ = await self._data_plane.infer(
             request.model_name, infer_request, to_headers(context)

@@ -23,6 +23,7 @@ from serve.api.schema import RequestHead, Scalar, TensorHead, check_head
 
 InferInput = kserve.InferInput
 RequestedOutput = kserve.protocol.infer_type.RequestedOutput
+get_content = kserve.protocol.infer_type.get_content
 HEADER_LENGTH = kserve.constants.INFERENCE_CONTENT_LENGTH_HEADER
 
 REQUEST_FIELDS = ("id", "parameters", "inputs", "outputs")
@@ -223,7 +224,25 @@ def grpc_request(request) -> InferRequest:
         raise InvalidInput(
             "give every input's values in contents or in raw_input_contents, not both"
         )
-    return InferRequest.from_grpc(request)
+    inputs = [
+        InferInput(t.name, list(t.shape), t.datatype, None if raw else _contents(t), h.parameters)
+        for t, h in zip(request.inputs, head.inputs, strict=True)
+    ]
+    return InferRequest(
+        request.model_name,
+        inputs,
+        request_id=request.id,
+        raw_inputs=raw,  # and so raw outputs, as kserve answers
+        from_grpc=True,
+        parameters=head.parameters,
+        request_outputs=[RequestedOutput(o.name, o.parameters) for o in head.outputs] or None,
+    )
+
+
+def _contents(tensor) -> list:
+    """The values of the contents field of the tensor's datatype (kserve's choice of field);
+    BF16 has none (raw only): no values, which serve.api.inputs then names."""
+    return [] if tensor.datatype == "BF16" else get_content(tensor.datatype, tensor.contents)
 
 
 def _grpc_parameters(parameters, where: str) -> dict[str, Scalar]:

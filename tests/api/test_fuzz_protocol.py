@@ -21,8 +21,16 @@ if importlib.util.find_spec("kserve") is None:
     pytest.skip("the v2 API needs the api extra: pip install '.[api]'", allow_module_level=True)
 pytest.importorskip("tritonclient.grpc")
 
-from bench import hostile
 from bench.servers import Running
+from bench.v2_requests import (
+    GRPC_CODES,
+    binary_body,
+    grpc_call,
+    grpc_message,
+    metadata,
+    post,
+    valid_request,
+)
 from rowgen import contract
 
 BUNDLE = "lstm"
@@ -43,7 +51,7 @@ INVALID_HTTP = "Invalid HTTP request received."  # uvicorn's answer to what does
 
 @pytest.fixture(scope="module")
 def valid(server: Running) -> dict:
-    return hostile.valid_request(hostile.metadata(server.url, BUNDLE))
+    return valid_request(metadata(server.url, BUNDLE))
 
 
 def answered(status: int, message, kept: bool) -> None:
@@ -57,7 +65,7 @@ def answered(status: int, message, kept: bool) -> None:
 
 @given(json_values)
 def test_any_json_body_is_answered(server: Running, body) -> None:
-    answered(*hostile.post(server.url, INFER, json.dumps(body).encode(), {}))
+    answered(*post(server.url, INFER, json.dumps(body).encode(), {}))
 
 
 @given(st.data())
@@ -77,7 +85,7 @@ def test_a_mutated_request_is_answered(server: Running, valid: dict, data) -> No
         else:
             node[key] = data.draw(json_values)
         break
-    status, message, kept = hostile.post(server.url, INFER, json.dumps(request).encode(), {})
+    status, message, kept = post(server.url, INFER, json.dumps(request).encode(), {})
     answered(status, message, kept)
     if status == 200:  # an answer is all numbers: JSON has no NaN (it would be null)
         assert all(isinstance(v, float) for o in message["outputs"] for v in o["data"])
@@ -93,11 +101,11 @@ def test_a_mutated_request_is_answered(server: Running, valid: dict, data) -> No
 def test_a_mangled_binary_body_is_answered(
     server: Running, valid: dict, cut: int, extra: bytes, header_length
 ) -> None:
-    body, headers = hostile.binary_body(valid, (0, 1))
+    body, headers = binary_body(valid, (0, 1))
     body = body[: len(body) - cut] + extra
     if header_length is not None:
         headers["Inference-Header-Content-Length"] = header_length
-    answered(*hostile.post(server.url, INFER, body, headers))
+    answered(*post(server.url, INFER, body, headers))
 
 
 floats = st.floats(width=32, allow_nan=False, allow_infinity=False)
@@ -117,12 +125,12 @@ def test_rest_and_grpc_give_one_verdict(server: Running, inputs: list[dict], raw
         if tensor["datatype"] == "INT64":
             tensor["data"] = [math.floor(v) % 30 for v in tensor["data"]]
     request = {"inputs": inputs}
-    body, headers = hostile.binary_body(request, tuple(range(len(inputs))) if raw else ())
-    status, message, kept = hostile.post(server.url, INFER, body, headers)
+    body, headers = binary_body(request, tuple(range(len(inputs))) if raw else ())
+    status, message, kept = post(server.url, INFER, body, headers)
     answered(status, message, kept)
-    message_grpc = hostile.grpc_message(request, BUNDLE, raw)
-    code, details = hostile.grpc_call(server.grpc_url, "ModelInfer", message_grpc)
+    message_grpc = grpc_message(request, BUNDLE, raw)
+    code, details = grpc_call(server.grpc_url, "ModelInfer", message_grpc)
     if status == 200:
         assert code == "OK", details
     else:
-        assert (code, details) == (hostile.GRPC_CODES[status], message)
+        assert (code, details) == (GRPC_CODES[status], message)

@@ -24,6 +24,7 @@ service_pb2 = pytest.importorskip("tritonclient.grpc.service_pb2")
 
 from bench import hostile, sockets  # noqa: E402
 from bench.servers import Running  # noqa: E402
+from bench.v2_requests import GRPC_CODES, grpc_call, metadata, post, valid_request  # noqa: E402
 from tests.conftest import TINY_SAMPLER  # noqa: E402
 
 BUNDLE = "lstm"  # of the tiny bundles
@@ -48,17 +49,17 @@ def target(case: hostile.Case | hostile.Raw, request: pytest.FixtureRequest):
 @pytest.mark.parametrize(("case", "protocol"), PAIRS)
 def test_hostile_request_is_answered_as_it_must_be(case, protocol: str, request) -> None:
     server, bundle = target(case, request)
-    valid = hostile.valid_request(hostile.metadata(server.url, bundle + case.model))
+    valid = valid_request(metadata(server.url, bundle + case.model))
     served = hostile.served_name(bundle, case)
     path, body, headers = hostile.rest_request(case, valid, served)
-    status, message, kept = hostile.post(server.url, path, body, headers)
+    status, message, kept = post(server.url, path, body, headers)
     assert status == case.status, message
     assert all(word in message for word in case.words), (case.words, message)
     assert len(message) <= MESSAGE_CHARS and kept == (status not in CLOSING)
     if protocol == "gRPC":
         grpc_message = hostile.grpc_request(case, valid, served)
-        code, details = hostile.grpc_call(server.grpc_url, "ModelInfer", grpc_message)
-        assert (code, details) == (hostile.GRPC_CODES[case.status], message)
+        code, details = grpc_call(server.grpc_url, "ModelInfer", grpc_message)
+        assert (code, details) == (GRPC_CODES[case.status], message)
 
 
 def get(server: Running, path: str) -> tuple[int, dict]:
@@ -70,7 +71,7 @@ def get(server: Running, path: str) -> tuple[int, dict]:
 
 
 def grpc(server: Running, method: str, message) -> tuple[str, str]:
-    return hostile.grpc_call(server.grpc_url, method, message)
+    return grpc_call(server.grpc_url, method, message)
 
 
 def test_nobody_can_unload_a_model_by_default(server: Running) -> None:
@@ -93,21 +94,21 @@ def test_the_repository_flag_unloads_and_readiness_follows(servers: dict[str, Ru
     assert get(small, "/v2")[1]["extensions"] == ["model_repository_extension"]
     unload = f"/v2/repository/models/{step}/unload"
     try:
-        assert hostile.post(small.url, unload, b"", {})[0] == 200
+        assert post(small.url, unload, b"", {})[0] == 200
         assert get(small, "/v2/health/ready")[0] == 503
         assert get(small, f"/v2/models/{step}/ready")[0] == 503
         ready = service_pb2.ServerReadyRequest()
         assert grpc(small, "ServerReady", ready) == ("OK", "")
-        valid = hostile.valid_request(hostile.metadata(small.url, BUNDLE))  # step's is gone
-        status, message, _ = hostile.post(small.url, f"/v2/models/{step}/infer", b"{}", {})
+        valid = valid_request(metadata(small.url, BUNDLE))  # step's is gone
+        status, message, _ = post(small.url, f"/v2/models/{step}/infer", b"{}", {})
         assert status == 503 and "not ready" in str(message)
-        assert hostile.post(small.url, f"/v2/models/{BUNDLE}/infer", json.dumps(valid).encode(),
+        assert post(small.url, f"/v2/models/{BUNDLE}/infer", json.dumps(valid).encode(),
                             {})[0] == 200  # fmt: skip
     finally:
-        status, message, _ = hostile.post(small.url, f"/v2/repository/models/{step}/load", b"", {})
+        status, message, _ = post(small.url, f"/v2/repository/models/{step}/load", b"", {})
     assert status == 200, message
     assert get(small, "/v2/health/ready") == (200, {"ready": True})
-    unknown = hostile.post(small.url, "/v2/repository/models/nope/load", b"", {})
+    unknown = post(small.url, "/v2/repository/models/nope/load", b"", {})
     assert unknown[0] == 404
 
 
@@ -116,8 +117,8 @@ def test_the_body_limit_follows_the_batch_cap(servers: dict[str, Running]) -> No
     small, main = servers["small"], servers["main"]
     addr, infer = ("127.0.0.1", small.port), f"/v2/models/{BUNDLE}/infer"
     limit = 2 * (28 * 28 + 1) * 32 + 64 * 1024
-    valid = hostile.valid_request(hostile.metadata(small.url, BUNDLE), batch=2)
-    assert hostile.post(small.url, infer, json.dumps(valid).encode(), {})[0] == 200
+    valid = valid_request(metadata(small.url, BUNDLE), batch=2)
+    assert post(small.url, infer, json.dumps(valid).encode(), {})[0] == 200
     for chunked in (False, True):
         answer = sockets.send_body(addr, infer, limit + 1, chunked=chunked)
         assert answer.status == 413 and f"{limit:,} bytes" in answer.message, answer
@@ -129,26 +130,28 @@ def test_the_body_limit_follows_the_batch_cap(servers: dict[str, Running]) -> No
 def test_bodies_in_flight_past_the_budget_wait_for_a_retry(server: Running) -> None:
     """256 MiB of bodies at once: ten of 24 MiB are let in, the next ones answered 503."""
     answers = sockets.many_bodies(("127.0.0.1", server.port), f"/v2/models/{BUNDLE}/infer",
-                                  12, 24 * 2**20)  # fmt: skip
+                                  12, 24 * 2**20, wait=2)  # fmt: skip
     assert sorted(a.status for a in answers) == [0] * 10 + [503] * 2, answers
     assert all("server busy" in a.message for a in answers if a.status == 503)
 
 
 def test_slow_clients_are_cut_off(servers: dict[str, Running]) -> None:
-    """The small server gives a request head 2 s and a body 3 s."""
+    """The small server gives a request head (and a gRPC handshake) 2 s and a body 3 s."""
     small = servers["small"]
     addr = ("127.0.0.1", small.port)
     head = sockets.slow_head(addr, timeout=30)
     assert head.status == 408 and "2 s" in head.message, head
     body = sockets.slow_body(addr, f"/v2/models/{BUNDLE}/infer", timeout=30)
     assert body.status == 408 and "3 s" in body.message, body
+    grpc_silent = sockets.silent(("127.0.0.1", small.grpc_port), timeout=60)
+    assert grpc_silent.message == "closed", grpc_silent  # its HTTP/2 handshake timed out
     big = sockets.big_head(addr, 100_000)
     assert big.status == 431 and "65,536 bytes" in big.message, big
     assert get(small, "/v2/health/ready")[0] == 200
 
 
 def test_a_refusal_keeps_the_connection_open(server: Running) -> None:
-    valid = hostile.valid_request(hostile.metadata(server.url, BUNDLE))
+    valid = valid_request(metadata(server.url, BUNDLE))
     connection = http.client.HTTPConnection(server.url, timeout=30)
     infer = f"/v2/models/{BUNDLE}/infer"
     for body, status in ((b'{"inputs": 5}', 400), (json.dumps(valid).encode(), 200)):
@@ -162,13 +165,13 @@ def test_a_refusal_keeps_the_connection_open(server: Running) -> None:
 def test_each_refusal_is_one_log_line_without_traceback(server: Running) -> None:
     log = Path(server.log)
     before = log.stat().st_size
-    valid = hostile.valid_request(hostile.metadata(server.url, BUNDLE))
+    valid = valid_request(metadata(server.url, BUNDLE))
     cases = {case.name: case for case in hostile.CASES}
     sent = 0
     for name in ("5 MB input name", "model name with a newline", "strings as FP32"):
         served = hostile.served_name(BUNDLE, cases[name])
         path, body, headers = hostile.rest_request(cases[name], valid, served)
-        assert hostile.post(server.url, path, body, headers)[0] in (400, 404)
+        assert post(server.url, path, body, headers)[0] in (400, 404)
         sent += 1
     long_name = hostile.Case("", "", lambda r: None, 404, model_name="m" * 100_000)
     message = hostile.grpc_request(long_name, valid, "m" * 100_000)
