@@ -22,8 +22,7 @@ from rowgen import contract
 from rowgen.contract import TensorSpec
 from rowgen.sampling import MAX_TEMPERATURE
 from serve.api.protocol import InferRequest, InvalidInput
-from serve.api.refusals import shown
-from serve.api.wire import json_kind
+from serve.api.refusals import json_kind, shown
 
 DATATYPES = {"float32": "FP32", "int64": "INT64"}  # contract dtype -> v2 datatype
 JSON_TYPES = {"FP32": {float, int}, "INT64": {int}}  # what a JSON value of each may be
@@ -77,8 +76,8 @@ def read_inputs(
     for wanted in request.request_outputs or ():
         if wanted.name not in known:
             raise InvalidInput(
-                f"requested output {shown(wanted.name)} is not among model {model!r}'s "
-                f"outputs: {', '.join(known)}"
+                f"requested output {shown(wanted.name)} is not an output of model {model!r}: "
+                f"it has {', '.join(known)}"
             )
     return [_read(given[spec.name], spec, shape) for spec, shape in zip(specs, shapes, strict=True)]
 

@@ -61,6 +61,14 @@ GRPC_CODE = {
     503: StatusCode.UNAVAILABLE,
 }
 CLOSING = (408, 413, 431)  # answered before the body was read: the connection cannot go on
+JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "true/false",
+    int: "a whole number",
+    float: "a number with a fraction or exponent",
+}
 
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = SHOWN_CHARS
@@ -74,6 +82,13 @@ def shown(value: object) -> str:
     if isinstance(value, str) and len(value) > SHOWN_CHARS:
         text += f" ({len(value):,} characters)"
     return text
+
+
+def json_kind(value: object) -> str:
+    """What a JSON value is, in words ("a string", "null"), for a message."""
+    if value is None:
+        return "null"
+    return JSON_KINDS[type(value)]
 
 
 def clip(text: str, limit: int = MESSAGE_CHARS) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import orjson
 
 from serve.api.protocol import InferRequest, InvalidInput, kserve
-from serve.api.refusals import clip, shown
+from serve.api.refusals import clip, json_kind, shown
 from serve.api.schema import RequestHead, Scalar, TensorHead, check_head
 
 InferInput = kserve.InferInput
@@ -34,20 +34,6 @@ WHOLE = (
     "datatype and data"
 )
 VERSIONS = "model versions are not served: leave the version out (/v2/models/{name}/infer)"
-JSON_KINDS = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    bool: "true/false",
-    int: "a whole number",
-    float: "a number with a fraction or exponent",
-}
-
-
-def json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    return JSON_KINDS[type(value)]
 
 
 def malformed(problem: str) -> InvalidInput:
