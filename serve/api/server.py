@@ -7,7 +7,7 @@ otherwise) and puts every request through the same checks on both protocols: the
 (serve.api.wire, serve.api.schema), then the model's contract (serve.api.inputs), with one
 verdict and one log line per refusal (serve.api.refusals). REST bodies are bounded in size and
 time (serve.api.guard), request heads and stalled answers too (serve.api.timeouts), gRPC messages
-by the same batch cap (serve.api.limits); the repository extension is off unless asked for
+by the same batch cap (serve.api.grpc_server); the repository extension is off unless asked for
 (serve.api.repository); kserve's v1 routes are gone (these models speak v2 only). REST infer goes
 through serve.api.rest's orjson codec and both servers run on uvloop (`--kserve-json`,
 `--event-loop asyncio`: kserve's own ways, for `make load` to compare). Used by
@@ -20,21 +20,20 @@ import argparse
 import asyncio
 import logging
 import socket
-from concurrent import futures
 
 from fastapi import APIRouter
-from grpc import aio
 from uvloop import new_event_loop
 
 from serve.api import timeouts
 from serve.api.flags import limits
+from serve.api.grpc_server import BoundGRPCServer
 from serve.api.guard import Guard
-from serve.api.limits import Limits, item_values
+from serve.api.limits import Limits
 from serve.api.protocol import kserve
-from serve.api.refusals import RefusingInterceptor, install
+from serve.api.refusals import install
 from serve.api.repository import EXTENSION, Repository, ServedModels, unadvertise
 from serve.api.rest import infer_router
-from serve.api.wire import HEADER_LENGTH, VERSIONS, grpc_request, json_request, rest_request
+from serve.api.wire import HEADER_LENGTH, json_request, rest_request
 
 # kserve's parts, reached through the package serve.api.protocol imported with a clean command line
 # (`from kserve.x import y` here would import kserve before that guard runs).
@@ -42,15 +41,6 @@ DataPlane = kserve.protocol.dataplane.DataPlane
 RESTServer = kserve.protocol.rest.server.RESTServer
 metrics_handler = kserve.protocol.rest.server.metrics_handler
 register_v2_endpoints = kserve.protocol.rest.v2_endpoints.register_v2_endpoints
-GRPCServer = kserve.protocol.grpc.server.GRPCServer
-InferenceServicer = kserve.protocol.grpc.servicer.InferenceServicer
-interceptors = kserve.protocol.grpc.interceptors
-grpc_service = kserve.protocol.grpc.grpc_predict_v2_pb2_grpc
-ModelNotReady = kserve.errors.ModelNotReady
-to_headers = kserve.utils.to_headers  # the package binds its utils.utils module here
-
-GRPC_CONNECTION_AGE_S = 120  # then GOAWAY: clients reconnect; calls in flight get body_timeout_s
-GRPC_STREAMS = 100  # calls at once on one gRPC connection
 
 
 def busy_port(host: str, ports: dict[str, int]) -> str | None:
@@ -95,30 +85,6 @@ class CheckedDataPlane(DataPlane):
         return {**super().metadata(), "extensions": [EXTENSION] if self.repository else []}
 
 
-class Servicer(InferenceServicer):
-    """kserve's gRPC servicer, reading requests as REST's are read (serve.api.wire): the same
-    checks, and model versions refused as REST's version URLs are."""
-
-    async def ModelInfer(self, request, context):
-        if not await self._data_plane.model_ready(request.model_name, True):  # as REST's route
-            raise ModelNotReady(request.model_name)
-        infer_request = grpc_request(request)
-        response, _ = await self._data_plane.infer(
-            request.model_name, infer_request, to_headers(context)
-        )
-        return response.to_grpc()
-
-    async def ModelMetadata(self, request, context):
-        if request.version:
-            raise NotImplementedError(VERSIONS)
-        return await super().ModelMetadata(request, context)
-
-    async def ModelReady(self, request, context):
-        if request.version:
-            raise NotImplementedError(VERSIONS)
-        return await super().ModelReady(request, context)
-
-
 class _RESTServer(RESTServer):
     def __init__(
         self, *args, log_requests: bool, fast_json: bool, limits: Limits, repository: bool, **kw
@@ -148,46 +114,6 @@ class _RESTServer(RESTServer):
 
     def _add_exception_handlers(self, app) -> None:
         install(app)
-
-
-class _GRPCServer(GRPCServer):
-    """kserve's gRPC server, listening on `host` only, with serve.api.limits' bounds."""
-
-    def __init__(self, host: str, *args, log_requests: bool, limits: Limits, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.host, self.log_requests, self.limits = host, log_requests, limits
-
-    async def start(self, max_workers: int) -> None:
-        chain = [RefusingInterceptor()]
-        if self.log_requests:
-            chain.insert(0, interceptors.LoggingInterceptor())
-        message = await self.message_bytes()
-        options = [
-            ("grpc.max_send_message_length", message),
-            ("grpc.max_receive_message_length", message),
-            ("grpc.server_handshake_timeout_ms", int(self.limits.header_timeout_s * 1000)),
-            ("grpc.max_connection_age_ms", GRPC_CONNECTION_AGE_S * 1000),
-            ("grpc.max_connection_age_grace_ms", int(self.limits.body_timeout_s * 1000)),
-            ("grpc.max_concurrent_streams", GRPC_STREAMS),
-        ]
-        self._server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=chain,
-            options=options,
-        )
-        servicer = Servicer(self._data_plane, self._model_repository_extension)
-        grpc_service.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(f"{self.host}:{self._port}")
-        await self._server.start()
-        await self._server.wait_for_termination()
-
-    async def message_bytes(self) -> int:
-        """The largest request or answer of any served model (serve.api.limits)."""
-        values = []
-        for name in self._data_plane.model_registry.get_models():
-            meta = await self._data_plane.model_metadata(name)
-            values.append(max(item_values(meta["inputs"]), item_values(meta["outputs"])))
-        return self.limits.message_bytes(max(values))
 
 
 class V2Server(kserve.ModelServer):
@@ -257,7 +183,7 @@ class V2Server(kserve.ModelServer):
         self._rest_server.config.host = self.host
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
-            self._grpc_server = _GRPCServer(
+            self._grpc_server = BoundGRPCServer(
                 self.host,
                 self.grpc_port,
                 self.dataplane,
