@@ -6,7 +6,7 @@ to `/v2/models/{name}[/versions/{v}]/infer` may carry that model's body limit
 larger `Content-Length` is refused with 413 before a byte of the body is read; a chunked body as
 soon as it passes the limit. All bodies being received at once hold at most IN_FLIGHT_BODY_BYTES
 (past that a request is answered 503, as when the queue is full; one request alone is always let
-in). A body still arriving `body_timeout_s` after the app asked for it is answered 408. An error
+in). A body still arriving `body_timeout_s` after its headers is answered 408. An error
 that no handler turned into an answer becomes a 500 with its traceback logged once, and the
 connection stays open (Starlette would re-raise it, and uvicorn would drop the connection).
 """

@@ -71,7 +71,8 @@ class SlowClientProtocol(HttpToolsProtocol):
 
     def pause_writing(self) -> None:
         super().pause_writing()
-        self.stall_timer = self.loop.call_later(self.limits.body_timeout_s, self._stalled)
+        if self.stall_timer is None:
+            self.stall_timer = self.loop.call_later(self.limits.body_timeout_s, self._stalled)
 
     def resume_writing(self) -> None:
         super().resume_writing()
