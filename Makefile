@@ -40,7 +40,7 @@ TRITONSERVER := build/pytriton/pytriton/tritonserver/bin/tritonserver
 # What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's core.
 TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots attack
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -103,6 +103,9 @@ eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (arti
 
 load: $(STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
+
+attack: $(STAMP)  ## hostile requests against the v2 API on loopback, and what came back
+	$(BIN)/python -m bench.attack --artifacts $(ARTIFACTS)
 
 soak: $(STAMP)  ## the servers under steady load for MINUTES= minutes
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)

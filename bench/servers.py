@@ -3,7 +3,8 @@
 (`python -m serve.ray_app`), on free loopback ports.
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
-Ray, the front plus every Serve replica process) and the mean batch from the v2 `/metrics`.
+Ray, the front plus every Serve replica process; its peak for one process) and the mean batch
+from the v2 `/metrics`.
 """
 
 from __future__ import annotations
@@ -94,10 +95,10 @@ def start(
     raise TimeoutError(f"{module} did not answer within {timeout:.0f} s: see {log}")
 
 
-def _rss(pid: int) -> int:
+def _rss(pid: int, field: str = "VmRSS") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -115,6 +116,11 @@ def rss_mib(running: Running) -> float:
             except OSError:
                 continue
     return round(total / 2**20, 1)
+
+
+def peak_rss_mib(running: Running) -> float:
+    """The server process's peak resident memory since it started (VmHWM; its own process)."""
+    return round(_rss(running.process.pid, "VmHWM") / 2**20, 1)
 
 
 def batch_counters(running: Running, model: str) -> tuple[float, float] | None:

@@ -2,9 +2,12 @@
 
     python -m serve.api --host 127.0.0.1 --port 8080 --grpc-port 8081 --artifacts artifacts
 
-For each bundle under `--artifacts`: model `<bundle>` (complete.onnx, dynamically batched) and
-`<bundle>_step` (step.onnx; the client carries h/c). Binds 127.0.0.1 unless `--host` says
-otherwise (`--host 0.0.0.0` in a container). Torch-free; needs the `api` extra (kserve).
+For each bundle under `--artifacts`: model `<bundle>` (complete.onnx, dynamically batched),
+`<bundle>_step` (step.onnx; the client carries h/c) and, for a bundle that samples,
+`<bundle>_sample`. Binds 127.0.0.1 unless `--host` says otherwise (`--host 0.0.0.0` in a
+container). Callers cannot load or unload models unless `--enable-model-repository`; what else
+is refused, and the size and time limits, are in docs/security.md. Torch-free; needs the `api`
+extra (kserve).
 """
 
 from __future__ import annotations

@@ -127,14 +127,16 @@ def build_app(
                     elem_id="result",
                 )
                 stats = gr.Markdown(elem_id="stats")
-        with gr.Row(visible=False):  # the inputs and output of the /complete API endpoint
+        # The inputs and output of the /complete API endpoint. Its numbers reach the handler as
+        # sent (gradio's precision=0 would round 14.5 to 14): whole numbers are checked there.
+        with gr.Row(visible=False):
             api_image = gr.File(type="filepath")
-            api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS, precision=0)
+            api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS)
             api_model = gr.Textbox(value=models.best)
             api_mode = gr.Textbox(value=MEAN)
-            api_samples = gr.Number(value=1, precision=0)
+            api_samples = gr.Number(value=1)
             api_temperature = gr.Number(value=1.0)
-            api_seed = gr.Number(value=0, precision=0)
+            api_seed = gr.Number(value=0)
             api_out = gr.Image(label="completed", format="png", image_mode="L")
             api_button = gr.Button()
 

@@ -155,7 +155,7 @@ def test_bad_files(handlers: Handlers, tmp_path: Path) -> None:
         "truncated.png": "corrupt",
         "big.png": "MiB",
         "huge.png": "5000x5000 pixels",
-        "bomb.png": "too large",
+        "bomb.png": "60000x60000 pixels; the limit",  # the app's words, not Pillow's
         "empty.png": "empty",
     }
     for name, message in expected.items():
@@ -223,6 +223,9 @@ def test_app_over_http_with_gradio_client(tiny_bundles: Path, tmp_path: Path, mo
             client.predict(handle_file(str(tmp_path / "bad.png")), 12, "lstm", api_name="/complete")
         with pytest.raises(Exception, match="unknown model"):
             client.predict(handle_file(str(tmp_path / "sample.png")), 12, "nope",
+                           api_name="/complete")  # fmt: skip
+        with pytest.raises(Exception, match="whole number"):  # not rounded to 14 on the way
+            client.predict(handle_file(str(tmp_path / "sample.png")), 14.5, "lstm",
                            api_name="/complete")  # fmt: skip
         again = client.predict(handle_file(str(tmp_path / "sample.png")), 12, api_name="/complete")
         assert Path(again).is_file()  # still serving after the bad requests
