@@ -45,8 +45,10 @@ def check_file(
     try:
         image = _open_header(_stream(data), name)
     except Image.DecompressionBombError:  # past Pillow's own limit, which names no size
-        width, height = _announced_size(_stream(data))
-        raise ImageInputError(_too_large(width, height, max_pixels)) from None
+        size = _announced_size(_stream(data))
+        if size is None:
+            raise ImageInputError(f"the image is over the limit of {max_pixels:,} pixels") from None
+        raise ImageInputError(_too_large(*size, max_pixels)) from None
     width, height = image.size
     if width * height > max_pixels or width < 1 or height < 1:
         image.close()
@@ -85,18 +87,22 @@ def _open_header(source: Path | io.BytesIO, name: str) -> Image.Image:
         raise ImageInputError(f"{name} is not an image in an accepted format ({ACCEPTED})") from exc
 
 
-def _announced_size(source: Path | io.BytesIO) -> tuple[int, int]:
+def _announced_size(source: Path | io.BytesIO) -> tuple[int, int] | None:
     """The width and height a header announces, read by its format's plugin as `Image.open`
-    does, but without the bomb check that `open` makes before any caller sees the size."""
+    does, but without the bomb check that `open` makes before any caller sees the size; None
+    where the plugin checks again itself (a GIF's first frame larger than its screen)."""
     with source.open("rb") if isinstance(source, Path) else source as fp:
         prefix = fp.read(16)
         for format_name in FORMATS:  # the plugins are registered: open() just used them
             factory, accept = Image.OPEN[format_name]
             if accept is None or accept(prefix) is True:
                 fp.seek(0)
-                with factory(fp, "") as image:
-                    return image.size
-    raise ImageInputError("the image is far too large")  # open() found a format above
+                try:
+                    with factory(fp, "") as image:
+                        return image.size
+                except Image.DecompressionBombError:
+                    return None
+    return None  # not reached: open() found a format above
 
 
 def check_complete(path: Path | str | bytes, format_name: str | None) -> None:

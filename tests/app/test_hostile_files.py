@@ -33,6 +33,14 @@ def gif_with_size(path: Path, width: int, height: int) -> Path:
     return path
 
 
+def test_a_gif_whose_first_frame_outgrows_its_screen_gets_the_apps_message() -> None:
+    """Found by the image fuzzer: a small screen, a first frame past Pillow's bomb limit."""
+    data = b"GIF87a\x00%\x01\x00\x81\x00\x00___" + b"\x00" * 9 + b",\x00\x00\x00\x00\x01\x00"
+    data += b"\x01J\x00\x08\x04\x00\x01\x04\x04\x00;"
+    with pytest.raises(images.ImageInputError, match=f"over the limit of {MAX_PIXELS:,} pixels"):
+        images.load_upload(data)
+
+
 @pytest.mark.parametrize(("make", "size"), [(png_with_size, 20_000), (gif_with_size, 65_535)])
 def test_a_bomb_past_pillows_limit_gets_the_apps_message(tmp_path: Path, make, size) -> None:
     assert size * size > PILLOW_BOMB
