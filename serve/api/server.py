@@ -94,7 +94,18 @@ def read_binary_request(body: bytes, json_length: int, model_name: str):
 
 class CheckedDataPlane(DataPlane):
     """kserve's data plane, decoding byte bodies by `read_binary_request`, where a body that
-    does not parse is the client's error (a 400 naming it; kserve would answer 500)."""
+    does not parse is the client's error (a 400 naming it; kserve would answer 500), and whose
+    model metadata names what runs the model."""
+
+    async def model_metadata(self, model_name: str) -> dict:
+        """kserve's metadata with `platform` (kserve leaves it empty) set as Triton names an ONNX
+        model's, plus the execution provider the session really uses: over REST and gRPC alike,
+        a client sees whether the GPU serves it."""
+        metadata = await super().model_metadata(model_name)
+        runtime = getattr(self.get_model_from_registry(model_name), "model", None)
+        if runtime is not None:
+            metadata["platform"] = f"onnxruntime_onnx ({runtime.providers[0]})"
+        return metadata
 
     def decode_inference_request(self, body, headers, model_name):
         if not isinstance(body, bytes):
