@@ -1,4 +1,5 @@
-# rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
+# rowgen: every target creates .venv from pyproject.toml when it is missing or stale: serve, api,
+# web and load install the serving set only (no torch), the others the development set.
 #   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
 #   make classifier eval  the CNN that judges sampled completions, then every measure
 #   make test             fast tests (make test-all: slow ones too)
@@ -10,6 +11,12 @@ PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
+SERVE_STAMP := $(VENV)/.rowgen-serving
+comma := ,
+# The serving set: `serve`, `api` and `load` (make load's charts), plus onnxruntime's CUDA
+# runtime wheels where an NVIDIA driver is loaded. The development set (`dev`) holds it and adds
+# torch, onnx and the tools.
+SERVE_EXTRAS ?= serve,api,load$(if $(wildcard /proc/driver/nvidia/version),$(comma)cuda)
 
 CELLS ?= lstm
 MODE ?= stream
@@ -47,6 +54,10 @@ WEB_NPM := web/node_modules/.package-lock.json
 venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
+# A current development set already holds the serving set.
+$(SERVE_STAMP): pyproject.toml
+	if [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
 
 train: $(STAMP)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
@@ -57,17 +68,17 @@ export: $(STAMP)
 triton: $(STAMP)
 	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api api-ray: PORT = 8080
-api: $(STAMP)
+api: $(SERVE_STAMP)
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api-ray: $(STAMP)
 	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
 
-web: $(STAMP) $(WEB_NPM)
+web: $(SERVE_STAMP) $(WEB_NPM)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
 $(WEB_NPM): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
@@ -93,7 +104,7 @@ classifier: $(STAMP)
 eval: $(STAMP)
 	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-load: $(STAMP)
+load: $(SERVE_STAMP)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
 soak: $(STAMP)
