@@ -7,6 +7,7 @@
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 #   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
 #   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
+#   make image            the serving container image, with podman (make image-test: build and check it)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -42,6 +43,9 @@ CLIENTS ?= 8
 GRPC_PORT ?= 8081
 ADDRESS ?=
 REPLICAS ?= 2
+IMAGE ?= rowgen:latest
+IMAGE_DEVICE ?= cpu
+BASE ?=
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -49,7 +53,7 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier image image-test
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -115,6 +119,12 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+image:
+	deploy/image/build.sh --tag $(IMAGE) --device $(IMAGE_DEVICE) $(if $(BASE),--base $(BASE))
+
+image-test: $(STAMP)
+	$(BIN)/python -m pytest -m slow tests/deploy/test_image.py $(PYTEST_ARGS)
 
 clean:  # caches only: runs/ holds trained weights that may not be exported yet
 	rm -rf .pytest_cache .ruff_cache
