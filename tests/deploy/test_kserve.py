@@ -20,8 +20,6 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from export.triton import CPU_CONFIG
-
 REPO = Path(__file__).resolve().parents[2]
 KSERVE = REPO / "deploy" / "kserve"
 ROWGEN = KSERVE / "rowgen.yaml"
@@ -147,8 +145,6 @@ def test_the_triton_service_serves_make_tritons_repository(checked: dict[str, di
     assert model["storageUri"].endswith("/triton")  # a copy of artifacts/triton/
     assert model["runtimeVersion"].endswith("-py3")
     assert model["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    # The CPU alternative its comment offers names the config `make triton` writes.
-    assert f'"--model-config-name={CPU_CONFIG.stem}"' in TRITON.read_text()
 
 
 def test_the_sdks_own_deserializer_would_drop_a_misspelt_field(
