@@ -7,7 +7,7 @@
 #   docker run -v $PWD/artifacts:/artifacts:ro ...   other bundles instead of the baked ones
 #
 # Build arguments: BASE, any Debian-based image with python3.11 and its venv module (make image
-# passes one built from Debian's mirror, deploy/image/base.sh); DEVICE=cpu (default, 692 MB) or
+# passes one built from Debian's mirror, deploy/image/base.sh); DEVICE=cpu (default, 693 MB) or
 # cuda (3.15 GB), which adds onnxruntime-gpu's CUDA and cuDNN wheels, for `--gpus all`.
 # Run-time settings are the ROWGEN_* variables below. docs/deploy.md has the details.
 ARG BASE=python:3.11-slim
