@@ -1,6 +1,11 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale: serve, api,
 # web and load install the serving set only (no torch), the others the development set.
 # `make help` lists the targets; the `## ` comment after each target is its line there.
+# No telemetry from anything a target runs: onnxruntime's, gradio's, Hugging Face's.
+export ORT_DISABLE_TELEMETRY ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin

@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import io
+import os
 import re
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+# onnxruntime 1.31 sends usage telemetry on Linux unless this is set before it starts; rowgen
+# never asks for that (a deployment that wants it sets the variable to 0).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import onnxruntime as ort
 
