@@ -136,7 +136,7 @@ CASES = (
          each(put("inputs.2.data.0", 3.4e38), put("inputs.3.data", [2.0])), 400, ("noise",),
          binary=(2,)),
     Case("sample temperature 2.5", SAMPLE, put("inputs.3.data", [2.5]), 400, ("temperature[0]",)),
-    Case("model version 1", "", lambda r: None, 501, ("versions",), version="1"),
+    Case("model version 1", "", lambda r: None, 404, ("version",), version="1"),
     Case("unknown model", "", lambda r: None, 404, ("'nope'", "/v2/models"), model_name="nope"),
     Case("model name of 50,000 characters", "", lambda r: None, 404, ("(50,000 characters)",),
          model_name="m" * 50_000),

@@ -17,7 +17,7 @@ from concurrent import futures
 from grpc import aio
 
 from serve.api.limits import Limits, item_values
-from serve.api.protocol import kserve
+from serve.api.protocol import VersionNotServed, kserve
 from serve.api.refusals import RefusingInterceptor
 from serve.api.wire import VERSIONS, grpc_request
 
@@ -48,12 +48,12 @@ class Servicer(InferenceServicer):
 
     async def ModelMetadata(self, request, context):
         if request.version:
-            raise NotImplementedError(VERSIONS)
+            raise VersionNotServed(VERSIONS)
         return await super().ModelMetadata(request, context)
 
     async def ModelReady(self, request, context):
         if request.version:
-            raise NotImplementedError(VERSIONS)
+            raise VersionNotServed(VERSIONS)
         return await super().ModelReady(request, context)
 
 

@@ -36,6 +36,11 @@ InferRequest, InferResponse, InferOutput = (
 )
 
 
+class VersionNotServed(LookupError):
+    """A request named a model version: each model is served in one unnamed version, so the
+    version asked for does not exist here (404 / NOT_FOUND, as for an unknown model)."""
+
+
 class Overloaded(GrpcException):
     """The server's queue is full: REST answers 503 with Retry-After, gRPC UNAVAILABLE."""
 

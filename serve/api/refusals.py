@@ -3,8 +3,8 @@
 Torch-free. `verdict(exc)` gives every error a request can cause its HTTP status and the gRPC code
 of that status: bad input 400 / INVALID_ARGUMENT, a repository call while the extension is off
 403 / PERMISSION_DENIED, an unknown model or path 404 / NOT_FOUND, a slow body 408 /
-DEADLINE_EXCEEDED, a body over its limit 413 / RESOURCE_EXHAUSTED, a model version 501 /
-UNIMPLEMENTED, a full queue or a model not ready 503 / UNAVAILABLE. Messages name the field and the
+DEADLINE_EXCEEDED, a body over its limit 413 / RESOURCE_EXHAUSTED, a model version 404 /
+NOT_FOUND, a full queue or a model not ready 503 / UNAVAILABLE. Messages name the field and the
 rule; what a client sent appears only through `shown`, cut to a few dozen characters, and a
 message is never longer than MESSAGE_CHARS. Each refusal writes one log line (WARNING; INFO for
 503s, which overload makes many of) with control characters escaped and no traceback. Any other
@@ -28,7 +28,7 @@ from grpc.aio import AbortError
 from grpc_interceptor import AsyncExceptionToStatusInterceptor
 from starlette.exceptions import HTTPException
 
-from serve.api.protocol import InvalidInput, Overloaded, kserve
+from serve.api.protocol import InvalidInput, Overloaded, VersionNotServed, kserve
 
 log = kserve.logging.logger.getChild("refusals")
 ModelNotFound = kserve.errors.ModelNotFound
@@ -45,7 +45,7 @@ NO_ROUTE = (
 )
 STATUS = (  # error kind -> HTTP status; HTTPExceptions (Refused among them) carry their own
     ((InvalidInput, RequestValidationError), 400),
-    (ModelNotFound, 404),
+    ((ModelNotFound, VersionNotServed), 404),
     (NotImplementedError, 501),
     ((Overloaded, ModelNotReady, ServerNotReady), 503),
 )

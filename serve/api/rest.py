@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from serve.api.protocol import InferResponse, kserve
+from serve.api.protocol import InferResponse, VersionNotServed, kserve
 from serve.api.wire import VERSIONS
 
 HEADER_LENGTH = kserve.constants.INFERENCE_CONTENT_LENGTH_HEADER
@@ -81,7 +81,7 @@ def infer_router(dataplane) -> APIRouter:
 
     async def infer(request: Request, model_name: str, model_version: str | None = None):
         if model_version:  # as kserve's route and gRPC (serve.api.wire): not served
-            raise NotImplementedError(VERSIONS)
+            raise VersionNotServed(VERSIONS)
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         headers = dict(request.headers)

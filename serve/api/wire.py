@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import orjson
 
-from serve.api.protocol import InferRequest, InvalidInput, kserve
+from serve.api.protocol import InferRequest, InvalidInput, VersionNotServed, kserve
 from serve.api.refusals import clip, json_kind, shown
 from serve.api.schema import RequestHead, Scalar, TensorHead, check_head
 
@@ -33,7 +33,10 @@ WHOLE = (
     'the body must be a JSON object whose "inputs" list gives each input\'s name, shape, '
     "datatype and data"
 )
-VERSIONS = "model versions are not served: leave the version out (/v2/models/{name}/infer)"
+VERSIONS = (
+    "no such model version: models are served unversioned; "
+    "leave the version out (/v2/models/{name}/infer)"
+)
 
 
 def malformed(problem: str) -> InvalidInput:
@@ -183,7 +186,7 @@ def _input_head(tensor: dict, where: str) -> TensorHead:
 def grpc_request(request) -> InferRequest:
     """A gRPC ModelInferRequest as an InferRequest, after the same checks as REST's."""
     if request.model_version:
-        raise NotImplementedError(VERSIONS)
+        raise VersionNotServed(VERSIONS)
     head = RequestHead(
         id=request.id,
         parameters=_grpc_parameters(request.parameters, "parameters"),

@@ -257,7 +257,7 @@ def test_versioned_infer_url_is_answered(server: Running) -> None:
     image, known_rows = images(1)
     body = json.dumps(json_body(image, known_rows)).encode()
     code, answer, _ = post(server, "/v2/models/lstm/versions/1/infer", body)
-    assert code == 501 and "version" in json.dumps(answer).lower(), answer
+    assert code == 404 and "version" in json.dumps(answer).lower(), answer
 
 
 def test_truncated_binary_body_is_a_400(server: Running, lstm: OrtModel) -> None:

@@ -24,7 +24,15 @@ import numpy as np
 from grpc import StatusCode
 from serve.api.inputs import check_outputs, check_sampling
 from serve.api.limits import Limits, item_values
-from serve.api.protocol import Forbidden, InvalidInput, Overloaded, TooLarge, TooSlow, kserve
+from serve.api.protocol import (
+    Forbidden,
+    InvalidInput,
+    Overloaded,
+    TooLarge,
+    TooSlow,
+    VersionNotServed,
+    kserve,
+)
 from serve.api.refusals import clip, escape, shown, verdict
 from rowgen import contract
 
@@ -34,7 +42,8 @@ expected = [
     (kserve.errors.ModelNotFound("nope"), 404, StatusCode.NOT_FOUND),
     (TooSlow("slow"), 408, StatusCode.DEADLINE_EXCEEDED),
     (TooLarge("big"), 413, StatusCode.RESOURCE_EXHAUSTED),
-    (NotImplementedError("versions"), 501, StatusCode.UNIMPLEMENTED),
+    (NotImplementedError("not built"), 501, StatusCode.UNIMPLEMENTED),
+    (VersionNotServed("versions"), 404, StatusCode.NOT_FOUND),
     (Overloaded("busy"), 503, StatusCode.UNAVAILABLE),
     (kserve.errors.ModelNotReady("m"), 503, StatusCode.UNAVAILABLE),
 ]
