@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 
 from evaluation import baselines, classifier
 from evaluation.frechet import feature_stats, frechet_distance
+from evaluation.second_features import Embed
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle
 from rowgen.pictures import panel, side_by_side
@@ -90,13 +91,30 @@ class Neighbours:
         return self._filled(images, k, self.train[index[np.arange(len(images)), draw], k:])
 
 
-def judge(net: classifier.FeatureNet, completed: np.ndarray, labels: np.ndarray, real) -> dict:
-    """Fréchet distance to the real images' feature stats, and class agreement."""
-    features, predicted = classifier.embed(net, completed)
-    return {
-        "frechet": frechet_distance(*feature_stats(features), *real),
-        "class_agreement": float(np.mean(predicted == labels)),
-    }
+class Judge:
+    """The project's CNN and the second feature sets, with the real test images' statistics."""
+
+    def __init__(
+        self, net: classifier.FeatureNet, images: np.ndarray, others: dict[str, Embed]
+    ) -> None:
+        self.net, self.images, self.others = net, images, others
+        features, self.predicted = classifier.embed(net, images)
+        self.real = feature_stats(features)
+        self.real_others = {name: feature_stats(embed(images)) for name, embed in others.items()}
+
+    def __call__(self, completed: np.ndarray, labels: np.ndarray, k: int) -> dict[str, float]:
+        """Fréchet distance under every feature set, class agreement, and the sharpness of
+        rows k..27 as a fraction of the real images' (same prompts)."""
+        features, predicted = classifier.embed(self.net, completed)
+        result = {
+            "frechet": frechet_distance(*feature_stats(features), *self.real),
+            "class_agreement": float(np.mean(predicted == labels)),
+            "sharpness": sharpness(completed, k) / sharpness(self.images[: len(completed)], k),
+        }
+        for name, embed in self.others.items():
+            stats = feature_stats(embed(completed))
+            result[f"frechet_{name}"] = frechet_distance(*stats, *self.real_others[name])
+        return result
 
 
 def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
@@ -107,6 +125,15 @@ def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
         np.abs(gen[a] - gen[b]).mean() for a in range(SAMPLES) for b in range(a + 1, SAMPLES)
     )
     return float(total / (SAMPLES * (SAMPLES - 1) / 2))
+
+
+def sharpness(images: np.ndarray, k: int) -> float:
+    """Mean |difference| between horizontally and vertically neighbouring pixels of rows k..27:
+    a blurred completion scores below the real images, speckle above them."""
+    x = images[:, k:].astype(np.float64)
+    across = np.abs(np.diff(x, axis=2)).mean()
+    down = np.abs(np.diff(x, axis=1)).mean()
+    return float((across + down) / 2)
 
 
 def per_position_bits(train: np.ndarray, images: np.ndarray, k: int) -> float:
@@ -186,17 +213,22 @@ def sampling_report(
     net: classifier.FeatureNet,
     out: Path,
     class_names: list[str],
+    others: dict[str, Embed] | None = None,
 ) -> dict:
-    """Every measure above as JSON-ready data; sample grids are written to `out`."""
-    features, predicted = classifier.embed(net, images)
-    real = feature_stats(features)
+    """Every measure above as JSON-ready data; sample grids are written to `out`.
+
+    others: feature sets beside the CNN's (evaluation.second_features), each a Fréchet column.
+    """
+    judge = Judge(net, images, others or {})
     methods: dict[str, dict] = {
         "real test images": {
             "kind": "reference",
             **_by_k(
                 lambda k: {
                     "frechet": 0.0,
-                    "class_agreement": float(np.mean(predicted == labels)),
+                    "class_agreement": float(np.mean(judge.predicted == labels)),
+                    "sharpness": 1.0,
+                    **{f"frechet_{name}": 0.0 for name in judge.others},
                     "diversity": None,
                 }
             ),
@@ -205,9 +237,7 @@ def sampling_report(
     neighbours = Neighbours(train)
     means = {f"{NEIGHBOURS}-NN mean": neighbours.mean, **means}
     for name, complete in means.items():
-        row = _by_k(
-            lambda k, c=complete: {**judge(net, c(images, k), labels, real), "diversity": 0.0}
-        )
+        row = _by_k(lambda k, c=complete: {**judge(c(images, k), labels, k), "diversity": 0.0})
         methods[name] = {"kind": "mean completion", **row}
     stochastic = [b for b in bundles if b.config.stochastic]
     samplers: dict[str, Sampler] = {f"{NEIGHBOURS}-NN sampler": neighbours.sample}
@@ -215,7 +245,7 @@ def sampling_report(
     for name, run in samplers.items():
         row = _by_k(
             lambda k, r=run: {
-                **judge(net, r(images, k, NOISE_SEED), labels, real),
+                **judge(r(images, k, NOISE_SEED), labels, k),
                 "diversity": diversity(r, images[:DIVERSITY_PROMPTS], k),
             }
         )
@@ -254,12 +284,20 @@ def sampling_report(
 def markdown(report: dict) -> str:
     """The sampling section of eval.md."""
     ks = report["known_rows"]
-    keys = ("frechet", "class_agreement", "diversity")
-    heads = {"frechet": "Fréchet", "class_agreement": "class agreement", "diversity": "diversity"}
+    first = next(iter(report["methods"].values()))
+    others = [key.removesuffix(f"_k{ks[0]}") for key in first if key.startswith("frechet_")]
+    others = [key for key in others if f"{key}_k{ks[0]}" in first]
+    keys = ("frechet", *others, "class_agreement", "diversity", "sharpness")
+    heads = {
+        "frechet": "Fréchet CNN",
+        "class_agreement": "class agreement",
+        "diversity": "diversity",
+        "sharpness": "sharpness / real",
+    } | {key: "Fréchet " + key.removeprefix("frechet_").upper() for key in others}
     table = markdown_table(
         ["method", "kind", *(f"{heads[key]} k={k}" for key in keys for k in ks)],
         [
-            [name, m["kind"], *(sig(m[f"{key}_k{k}"], 4) for key in keys for k in ks)]
+            [name, m["kind"], *(sig(m.get(f"{key}_k{k}"), 4) for key in keys for k in ks)]
             for name, m in report["methods"].items()
         ],
     )

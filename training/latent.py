@@ -126,7 +126,7 @@ def sample(
     rows = [row]
     for t in range(contract.IMAGE_SIZE - 1):
         out, state = model.rnn(row[:, None], state)  # (B, 1, H)
-        drawn = model.latent.sample_row(out[:, 0], noise[:, t], scale)  # (B, 28)
+        drawn = model.sampler.sample_row(out[:, 0], row, noise[:, t], scale)  # (B, 28)
         row = torch.where(t + 1 < k, image[:, t + 1], drawn)
         rows.append(row)
     return torch.stack(rows, dim=1)  # (B, 28, 28)

@@ -1,0 +1,136 @@
+"""A rectified-flow (conditional flow-matching) decoder of the next row given the recurrent state.
+
+The row lives in y = 2 x - 1 (pixels x in [0, 1]). A velocity field v(y, s, h) carries a standard
+normal draw y_0 at s = 0 to a row y_1 at s = 1; sampling integrates it with a fixed number of
+Euler (or Heun) steps, unrolled, so the exported programs hold no control flow:
+
+    y_0 = temperature * noise ─► y += dt v(y, 0, h) ─► y += dt v(y, dt, h) ─► ... ─► clip((y+1)/2)
+
+Every step is a smooth function of the noise, so runtimes that differ by float rounding differ
+in the row by about as much (no discrete choice to flip). Temperature 0 starts every row at
+y_0 = 0: a deterministic completion. The state h enters through one projection per row, which
+all the steps of that row share; each step's time s is a constant, so its embedding folds away.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rowgen import contract
+from rowgen.config import FLOW_INTEGRATORS
+
+TIME_FREQUENCIES = 8  # sin/cos features of s: enough for a field that changes smoothly in s
+PREDICTIONS = ("row", "velocity")
+MIN_GAP = 0.05  # 1 - s below this is not divided by: the row prediction's velocity stays finite
+
+
+def time_features(s: torch.Tensor) -> torch.Tensor:
+    """(...,) times in [0, 1] -> (..., 2 * TIME_FREQUENCIES) sin/cos features."""
+    freqs = torch.pi * 2.0 ** torch.arange(TIME_FREQUENCIES, dtype=s.dtype, device=s.device) / 2
+    angles = s[..., None] * freqs  # (..., F)
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def _silu_slope(a: torch.Tensor) -> torch.Tensor:
+    """d silu(a) / da."""
+    sig = torch.sigmoid(a)
+    return sig * (1.0 + a * (1.0 - sig))
+
+
+class FlowHead(nn.Module):
+    """v(y, s, h) = out(act(mid(act(W_y y + W_h h + W_s phi(s))))) with `width` hidden units."""
+
+    def __init__(
+        self, hidden: int, width: int, steps: int, integrator: str = "euler", predicts: str = "row"
+    ) -> None:
+        super().__init__()
+        self.predicts = predicts
+        if integrator not in FLOW_INTEGRATORS or steps < 1:
+            raise ValueError(
+                f"flow head: integrator in {FLOW_INTEGRATORS} and steps >= 1, got "
+                f"{integrator!r}, {steps}"
+            )
+        size = contract.IMAGE_SIZE
+        self.steps, self.integrator = steps, integrator
+        self.cond = nn.Linear(hidden, width)  # once per row
+        self.above = nn.Linear(size, width, bias=False)  # the row just read, pixel for pixel
+        self.row_in = nn.Linear(size, width, bias=False)
+        self.time_in = nn.Linear(2 * TIME_FREQUENCIES, width, bias=False)
+        self.mid = nn.Linear(width, width)
+        self.out = nn.Linear(width, size)
+
+    def velocity(self, y: torch.Tensor, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """y (..., 28), s broadcastable to y's leading axes, cond = self.cond(h) -> (..., 28)."""
+        first = self.row_in(y) + cond + self.time_in(time_features(s))
+        out = self.out(nn.functional.silu(self.mid(nn.functional.silu(first))))
+        if self.predicts == "velocity":
+            return out
+        # The network predicts the clean row y_1; the velocity that reaches it from y at time s is
+        # (y_1 - y) / (1 - s), so the last Euler step lands exactly on a predicted clean row.
+        gap = (1.0 - s).clamp(min=MIN_GAP)
+        return (out - y) / (gap[..., None] if gap.dim() else gap)
+
+    def divergence(self, y: torch.Tensor, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Exact trace of dv/dy, (...,): tr(W_out D2 W_mid D1 W_y) for the two SiLU layers'
+        derivatives D1, D2, less 28 / (1 - s) where the network predicts the row.
+
+        The trace is d2' Q d1 with Q = W_mid * (W_y W_out)' elementwise: (W, W), no Jacobian.
+        """
+        first = self.row_in(y) + cond + self.time_in(time_features(s))  # (..., W)
+        second = self.mid(nn.functional.silu(first))
+        d1, d2 = _silu_slope(first), _silu_slope(second)  # (..., W)
+        q = self.mid.weight * (self.row_in.weight @ self.out.weight).T  # (W, W)
+        trace = ((d2 @ q) * d1).sum(-1)
+        if self.predicts == "velocity":
+            return trace
+        gap = (1.0 - s).clamp(min=MIN_GAP)
+        return (trace - contract.IMAGE_SIZE) / gap
+
+    def condition(self, h: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
+        """What a row's every step shares: h (..., H) and the row above it (..., 28)."""
+        return self.cond(h) + self.above(above)
+
+    def loss(
+        self, h: torch.Tensor, above: torch.Tensor, rows: torch.Tensor, dequantize: bool = True
+    ) -> torch.Tensor:
+        """Flow-matching loss per row, (...,): |v(y_s, s, h) - (y_1 - y_0)|² summed over pixels.
+
+        h (..., H) the state that read `above` (..., 28); rows (..., 28) the real next rows in
+        [0, 1]; with `dequantize`, uniform noise within each 8-bit grey level, so the field
+        models a density over [0, 1]^28.
+        """
+        x = rows
+        if dequantize:
+            x = (rows * 255.0 + torch.rand_like(rows)) / 256.0
+        y1 = 2.0 * x - 1.0
+        y0 = torch.randn_like(y1)
+        s = torch.rand(y1.shape[:-1], device=y1.device)  # (...,)
+        ys = (1.0 - s[..., None]) * y0 + s[..., None] * y1
+        v = self.velocity(ys, s, self.condition(h, above))
+        return (v - (y1 - y0)).pow(2).sum(-1)
+
+    def sample_row(
+        self, h: torch.Tensor, above: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
+    ) -> torch.Tensor:
+        """One sampled row in [0, 1]: h (..., H) after reading `above` (..., 28), noise (..., 28)
+        standard normal, temperature broadcastable to (..., 1) and already >= 0."""
+        cond = self.condition(h, above)
+        y = temperature * noise
+        dt = 1.0 / self.steps
+        for i in range(self.steps):
+            s = torch.full((), i * dt, dtype=y.dtype)
+            v = self.velocity(y, s, cond)
+            if self.integrator == "heun":
+                ahead = self.velocity(y + dt * v, s + dt, cond)
+                v = 0.5 * (v + ahead)
+            y = y + dt * v
+        return (0.5 * (y + 1.0)).clamp(0.0, 1.0)
+
+    def __repr__(self) -> str:
+        return f"FlowHead(width={self.mid.in_features}, steps={self.steps}, {self.integrator})"
+
+
+def evaluations_per_row(head: FlowHead) -> int:
+    """Velocity evaluations per sampled row: the sampler's cost."""
+    return head.steps * (2 if head.integrator == "heun" else 1)
