@@ -1,5 +1,5 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
-#   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
+#   make train export     train the stream LSTM (mean head + flow head for samples), bundle it
 #   make classifier eval  the CNN that judges sampled completions, then every measure
 #   make test             fast tests (make test-all: slow ones too)
 #   make triton           a Triton model repository of the bundles in artifacts/triton/
@@ -13,7 +13,7 @@ STAMP := $(VENV)/.rowgen-installed
 
 CELLS ?= lstm
 MODE ?= stream
-HEAD ?= cvae
+HEAD ?= flow
 DATASET ?= fashion-mnist
 DATA_DIR ?= $(ROWGEN_DATA_DIR)
 EPOCHS ?=

@@ -35,6 +35,7 @@ from rowgen.sampling import draw_noise
 from rowgen.tables import markdown_table, sig
 from training import data
 from training.checkpoint import load_core, load_weights
+from training.flow_head import FlowHead
 from training.flow_loop import train_flow
 from training.latent import sample
 from training.latent_loop import frozen_states
@@ -44,26 +45,37 @@ from training.recipe import FLOW, FlowRecipe
 KS = (14, 7)
 
 
+# What the sweep's runs trained for: 6 epochs of 400,000 random pairs (short), or of every pair.
+SHORT = FLOW.with_overrides(pairs_per_epoch=400_000)
+FULL = FLOW
+
+
 @dataclass(frozen=True)
 class Candidate:
     width: int
     steps: int
     integrator: str
-    predicts: str = "row"
-    recipe: FlowRecipe = FLOW
+    predicts: str = "row"  # the network's output: the clean row, or the velocity itself
+    recipe: FlowRecipe = SHORT
+    weighting: str = "velocity"  # the loss: velocity error, or row error (alike at every s)
+    around_mean: bool = False  # draw the difference from the mean head's row
 
 
-FULL = FLOW.with_overrides(pairs_per_epoch=60_000 * 27)
 CANDIDATES = {
     "flow-128-e8-v": Candidate(128, 8, "euler", "velocity"),
     "flow-128-h4-v": Candidate(128, 4, "heun", "velocity"),
     "flow-128-e8": Candidate(128, 8, "euler"),
-    "flow-128-e16": Candidate(128, 16, "euler"),
-    "flow-128-e8-full": Candidate(128, 8, "euler", recipe=FULL),
-    "flow-128-e16-full": Candidate(128, 16, "euler", recipe=FULL),
-    "flow-192-e8-full": Candidate(192, 8, "euler", recipe=FULL),
-    "flow-128-e8-noisy": Candidate(128, 8, "euler", recipe=FLOW.with_overrides(prefix_noise=0.05)),
+    "flow-128-e8-noisy": Candidate(128, 8, "euler", recipe=SHORT.with_overrides(prefix_noise=0.05)),
+    "flow-128-e8-xloss": Candidate(128, 8, "euler", weighting="row"),
+    "flow-128-e8-resid": Candidate(128, 8, "euler", around_mean=True),
+    "flow-128-e8-resid-xloss": Candidate(128, 8, "euler", weighting="row", around_mean=True),
+    "flow-128-e8-resid-xloss-full": Candidate(
+        128, 8, "euler", recipe=FULL, weighting="row", around_mean=True
+    ),
     "flow-160-e12-full": Candidate(160, 12, "euler", recipe=FULL),
+    "flow-160-e12-resid-xloss-full": Candidate(
+        160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
+    ),
 }
 
 
@@ -173,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         torch.manual_seed(0)
         model = RowGenerator(config)
-        model.flow.predicts = c.predicts
+        model.flow = FlowHead(
+            config.hidden, c.width, c.steps, c.integrator, c.predicts, c.weighting, c.around_mean
+        )
         load_core(model, args.bundle / contract.WEIGHTS)
         start = time.perf_counter()
         recipe = c.recipe.with_overrides(epochs=args.epochs)

@@ -54,6 +54,7 @@ def flow_bits_per_pixel(
     u = torch.rand(rows.shape, generator=generator)
     x = (torch.round(rows * 255.0) + u) / 256.0  # a point inside each pixel's grey level
     cond = head.condition(h, above).flatten(0, 1)
-    log_p_y = _row_log_density(head, cond, (2.0 * x - 1.0).flatten(0, 1))
+    y1 = 2.0 * x - 1.0 - head.centre(h)  # a shift: no change of density
+    log_p_y = _row_log_density(head, cond, y1.flatten(0, 1))
     log_p_x = log_p_y + size * math.log(2.0)  # y = 2 x - 1 stretches every pixel by 2
     return float(-log_p_x.mean()) / size / math.log(2.0) + 8.0

@@ -44,7 +44,7 @@ def flow_epoch(
         loss = head.loss(states[index].float(), above[index], rows[index]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), recipe.grad_clip)
+        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
         optimizer.step()
         schedule.step()
         total += float(loss.detach()) * len(index)
@@ -80,7 +80,11 @@ def train_flow(
     states = states.flatten(0, 1)  # (N * 27, H): h_t
     above = read[:, :-1].reshape(-1, contract.IMAGE_SIZE)  # (N * 27, 28): row t
     rows = train_images[:, 1:].reshape(-1, contract.IMAGE_SIZE)  # (N * 27, 28): row t + 1
-    optimizer = torch.optim.Adam(model.flow.parameters(), lr=recipe.lr)
+    if model.flow.base is not None:
+        model.flow.base.load_state_dict(model.fc.state_dict())
+        model.flow.base.requires_grad_(False)
+    trained = [p for p in model.flow.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=recipe.lr)
     total = recipe.epochs * math.ceil(min(recipe.pairs_per_epoch, len(states)) / recipe.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))

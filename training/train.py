@@ -23,7 +23,7 @@ import torch
 from rowgen import contract
 from rowgen.config import CELLS, FLOW_INTEGRATORS, FLOW_NOISE_DIM, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
-from training import checkpoint, checks, data, plots
+from training import checkpoint, checks, data, host, plots
 from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON
 from training.flow_loop import train_flow
 from training.latent_loop import test_bits, train_latent
@@ -33,7 +33,7 @@ from training.recipe import FLOW, LATENT, Recipe, default_stages
 from training.stages import checkpoint_saver, train_stages
 
 # The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
-FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 128, 8, "euler"
+FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 160, 12, "euler"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -203,6 +203,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
         "seed": args.seed,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "host_gflops": host.matmul_gflops(),
         "train_images": len(train_images),
         "test_images": len(test_images),
     }
@@ -262,8 +263,11 @@ def run(args: argparse.Namespace, cell: str) -> int:
     )
     sampler_history = meta.get("latent_history", []) + meta.get("flow_history", [])
     total = sum(h["seconds"] for h in history + sampler_history)
+    sampler = sum(h["seconds"] for h in sampler_history)
     print(
-        f"trained {name} on {args.dataset} in {total / 60:.1f} min: "
+        f"trained {name} on {args.dataset} in {total / 60:.1f} min"
+        + (f" (sampling head {sampler / 60:.1f} min)" if sampler_history else "")
+        + f" on a host doing {meta['host_gflops']:.0f} GFLOP/s (`make bench`'s square matmul): "
         + ", ".join(f"{k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
         + f" -> {args.runs / name} (publish it with `make export`)"
     )
