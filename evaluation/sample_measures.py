@@ -279,8 +279,12 @@ def markdown(report: dict) -> str:
     """The sampling section of eval.md."""
     ks = report["known_rows"]
     first = next(iter(report["methods"].values()))
-    others = [key.removesuffix(f"_k{ks[0]}") for key in first if key.startswith("frechet_")]
-    others = [key for key in others if f"{key}_k{ks[0]}" in first]
+    suffix = f"_k{ks[0]}"
+    others = [
+        key.removesuffix(suffix)
+        for key in first
+        if key.startswith("frechet_") and key.endswith(suffix) and key != "frechet" + suffix
+    ]
     keys = ("frechet", *others, "class_agreement", "diversity", "sharpness")
     heads = {
         "frechet": "Fréchet CNN",

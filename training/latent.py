@@ -1,5 +1,9 @@
 """Sampled completions: the per-row latent variable's likelihood bound and the eager sampler.
 
+The eager sampler (`sample`) serves both sampling heads; the shipped one is the flow head
+(training.flow_head), whose rows are draws rather than a decoder's mean. The cvae head below
+stays selectable (`--head cvae`) as the measured baseline in docs/sampling.md.
+
 Why a conditional VAE step per row (training.model.LatentHead), of the three candidates:
 - a per-pixel discretized distribution sampled pixel by pixel gives speckle unless pixels are
   ordered within a row too (28 more sequential steps, 28x the graph);
