@@ -19,7 +19,7 @@ SERVE_EXTRAS ?= serve,api,load$(if $(wildcard /proc/driver/nvidia/version),$(com
 
 CELLS ?= lstm
 MODE ?= stream
-HEAD ?= cvae
+HEAD ?= flow
 DATASET ?= fashion-mnist
 DATA_DIR ?= $(ROWGEN_DATA_DIR)
 EPOCHS ?=
@@ -68,7 +68,7 @@ $(SERVE_STAMP): pyproject.toml
 	if [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
 
-train: $(STAMP)  ## train the stream LSTM into runs/<name>/ (CELLS=, EPOCHS=, DATA_DIR=)
+train: $(STAMP)  ## train the stream LSTM and its flow sampler into runs/<name>/ (CELLS=, HEAD=, EPOCHS=)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
 export: $(STAMP)  ## validate and publish runs/<name>/ as a bundle in artifacts/<name>/

@@ -93,6 +93,15 @@ def program_flops(config: ModelConfig) -> int:
     return 2 * steps * (reads * cell_macs(config) + head_macs(config))
 
 
+def sample_flops(config: ModelConfig) -> int:
+    """FLOPs of one image through `sample.onnx` of a flow head: the recurrent steps, then per row
+    the conditioning (state and row above) and `flow_steps` evaluations of its 3-layer field."""
+    size, width = contract.IMAGE_SIZE, config.flow_width
+    field = size * width + width * width + width * size
+    per_row = (config.hidden + size) * width + config.flow_steps * field
+    return 2 * (contract.IMAGE_SIZE - 1) * (cell_macs(config) + per_row)
+
+
 def course_flops(config: ModelConfig, known_rows: int) -> int:
     """FLOPs of the course's loop for one image: a 14-row window per generated row only."""
     generated = contract.IMAGE_SIZE - known_rows

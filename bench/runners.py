@@ -21,6 +21,7 @@ from export.writers import quiet_exporters
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle
 from rowgen.config import ModelConfig
+from rowgen.sampling import draw_noise
 from rowgen.stepping import complete_by_steps
 from training.model import RowGenerator, complete
 
@@ -31,6 +32,7 @@ EAGER = "eager PyTorch (batched)"
 TORCHSCRIPT = "TorchScript complete.ts"
 ORT_COMPLETE = "onnxruntime complete.onnx"
 ORT_STEP = "onnxruntime step.onnx from Python"
+ORT_SAMPLE = "onnxruntime sample.onnx (temperature 1)"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,18 @@ def ort_complete(session: ort.InferenceSession) -> Runner:
     return run
 
 
+def ort_sample(session: ort.InferenceSession, bundle: Bundle) -> Runner:
+    """sample.onnx with fixed noise (seed 0): its cost does not depend on the draw."""
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+
+    def run(image: np.ndarray, known_rows: np.ndarray) -> np.ndarray:
+        noise = draw_noise(0, len(image), bundle.config.noise_dim)
+        values = (image, known_rows, noise, np.ones(len(image), np.float32))
+        return session.run(None, dict(zip(names, values, strict=True)))[0]
+
+    return run
+
+
 def ort_steps(session: ort.InferenceSession, bundle: Bundle) -> Runner:
     in_names = [s.name for s in contract.step_inputs(bundle.config)]
     out_names = [s.name for s in contract.step_outputs(bundle.config)]
@@ -118,7 +132,8 @@ def _program_flops(config: ModelConfig) -> Callable[[int], int]:
 def cpu_candidates(
     bundle: Bundle, model: RowGenerator, window_net: RowGenerator, settings: sessions.OrtSettings
 ) -> list[Candidate]:
-    """The course's loop (the anchor), then the bundle's model four ways, all on CPU."""
+    """The course's loop (the anchor), then the bundle's model four ways, all on CPU, and a
+    flow bundle's sample.onnx."""
     flops = _program_flops(bundle.config)
 
     def course(known_rows: int) -> int:
@@ -127,13 +142,18 @@ def cpu_candidates(
     ts = load_torchscript(bundle, "cpu")
     done = sessions.open_session(bundle.read(contract.COMPLETE_ONNX), settings)
     step = sessions.open_session(bundle.read(contract.STEP_ONNX), settings)
-    return [
+    found = [
         Candidate(COURSE, course_loop(window_net), course, one_at_a_time=True),
         Candidate(EAGER, torch_runner(lambda i, k: complete(model, i, k), "cpu"), flops),
         Candidate(TORCHSCRIPT, torch_runner(ts, "cpu"), flops),
         Candidate(ORT_COMPLETE, ort_complete(done), flops),
         Candidate(ORT_STEP, ort_steps(step, bundle), flops),
     ]
+    if bundle.config.head == "flow":  # the sampled completion, beside the mean's programs
+        drawn = sessions.open_session(bundle.read(contract.SAMPLE_ONNX), settings)
+        count = measure.sample_flops(bundle.config)
+        found.append(Candidate(ORT_SAMPLE, ort_sample(drawn, bundle), lambda k: count))
+    return found
 
 
 def _checked(name: str, make: Callable[[], Runner], flops: Callable[[int], int]) -> Candidate:

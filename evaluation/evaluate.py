@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from evaluation import baselines, classifier, sample_measures
+from evaluation.second_features import second_embeds
 from export.scoring import GRID_K, Completer, onnx_completer, score
 from rowgen import contract
 from rowgen.bundle import BundleError, find_bundles, open_bundle
@@ -128,6 +129,7 @@ def run_eval(args: argparse.Namespace) -> dict:
             net,
             args.out,
             class_names,
+            second_embeds(train_images, train.labels[: args.train_limit].numpy()),
         )
         results["sampling"] = {"classifier": info, **report}
     return results

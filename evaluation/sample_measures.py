@@ -3,13 +3,17 @@
 On the test split at known_rows 7 and 14, for the 10-NN mean and sampler baselines, every
 bundle's complete.onnx (mean) and every stochastic bundle's sample.onnx (temperature 1):
 - Fréchet distance between evaluation.classifier's features of the completed images and of the real
-  test images (FID's recipe with a Fashion-MNIST CNN instead of Inception; lower is better);
+  test images (FID's recipe with a Fashion-MNIST CNN instead of Inception; lower is better),
+  and the same distance under the feature sets of evaluation.second_features (raw-pixel PCA, a
+  fully connected network), so a sampler tuned to the project's CNN shows;
 - class agreement: the fraction of completions the classifier puts in the original's class;
 - diversity: mean absolute pixel difference of the generated rows between 8 samples of the same
   prompt, over every pair, on the first DIVERSITY_PROMPTS test images;
+- sharpness: mean |difference| of neighbouring generated pixels, over the real images' (1: real);
 - likelihood: the bundle's test bound in bits per pixel of rows k..27 given the rows above,
   beside a per-position histogram of the 256 grey levels fitted on the training split;
-- runtime agreement: the largest difference between sample.onnx and eager PyTorch on the split.
+- runtime agreement: the largest difference between each sampling runtime and eager PyTorch
+  on the split (evaluation.sample_runtimes).
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from PIL import Image, ImageDraw
 
 from evaluation import baselines, classifier
 from evaluation.frechet import feature_stats, frechet_distance
+from evaluation.sample_runtimes import runtime_gaps
+from evaluation.second_features import Embed
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle
 from rowgen.pictures import panel, side_by_side
 from rowgen.sampling import draw_noise
 from rowgen.tables import markdown_table, sig
 from training.checkpoint import load_weights
-from training.latent import bits_per_pixel, sample
+from training.flow_bits import SOLVER_STEPS, flow_bits_per_pixel
+from training.latent import bits_per_pixel
 
 SAMPLE_KS = (7, 14)
 SAMPLES = 8  # per prompt, for the diversity and the grid
@@ -90,13 +97,30 @@ class Neighbours:
         return self._filled(images, k, self.train[index[np.arange(len(images)), draw], k:])
 
 
-def judge(net: classifier.FeatureNet, completed: np.ndarray, labels: np.ndarray, real) -> dict:
-    """Fréchet distance to the real images' feature stats, and class agreement."""
-    features, predicted = classifier.embed(net, completed)
-    return {
-        "frechet": frechet_distance(*feature_stats(features), *real),
-        "class_agreement": float(np.mean(predicted == labels)),
-    }
+class Judge:
+    """The project's CNN and the second feature sets, with the real test images' statistics."""
+
+    def __init__(
+        self, net: classifier.FeatureNet, images: np.ndarray, others: dict[str, Embed]
+    ) -> None:
+        self.net, self.images, self.others = net, images, others
+        features, self.predicted = classifier.embed(net, images)
+        self.real = feature_stats(features)
+        self.real_others = {name: feature_stats(embed(images)) for name, embed in others.items()}
+
+    def __call__(self, completed: np.ndarray, labels: np.ndarray, k: int) -> dict[str, float]:
+        """Fréchet distance under every feature set, class agreement, and the sharpness of
+        rows k..27 as a fraction of the real images' (same prompts)."""
+        features, predicted = classifier.embed(self.net, completed)
+        result = {
+            "frechet": frechet_distance(*feature_stats(features), *self.real),
+            "class_agreement": float(np.mean(predicted == labels)),
+            "sharpness": sharpness(completed, k) / sharpness(self.images[: len(completed)], k),
+        }
+        for name, embed in self.others.items():
+            stats = feature_stats(embed(completed))
+            result[f"frechet_{name}"] = frechet_distance(*stats, *self.real_others[name])
+        return result
 
 
 def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
@@ -107,6 +131,15 @@ def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
         np.abs(gen[a] - gen[b]).mean() for a in range(SAMPLES) for b in range(a + 1, SAMPLES)
     )
     return float(total / (SAMPLES * (SAMPLES - 1) / 2))
+
+
+def sharpness(images: np.ndarray, k: int) -> float:
+    """Mean |difference| between horizontally and vertically neighbouring pixels of rows k..27:
+    a blurred completion scores below the real images, speckle above them."""
+    x = images[:, k:].astype(np.float64)
+    across = np.abs(np.diff(x, axis=2)).mean()
+    down = np.abs(np.diff(x, axis=1)).mean()
+    return float((across + down) / 2)
 
 
 def per_position_bits(train: np.ndarray, images: np.ndarray, k: int) -> float:
@@ -122,28 +155,16 @@ def per_position_bits(train: np.ndarray, images: np.ndarray, k: int) -> float:
 
 
 def model_bits(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) -> float:
+    """A cvae head's bound (training.latent) or a flow head's estimated bound
+    (training.flow_bits) on the test NLL of rows k..27, bits per pixel."""
     model = load_weights(bundle.file(contract.WEIGHTS))
-    torch.manual_seed(NOISE_SEED)  # the posterior draw of the bound's estimate
+    measure = flow_bits_per_pixel if model.config.head == "flow" else bits_per_pixel
+    torch.manual_seed(NOISE_SEED)  # the posterior draw of the cvae bound's estimate
     x = torch.from_numpy(images)
     total = sum(
-        bits_per_pixel(model, x[f : f + batch], k) * len(x[f : f + batch])
-        for f in range(0, len(x), batch)
+        measure(model, x[f : f + batch], k) * len(x[f : f + batch]) for f in range(0, len(x), batch)
     )
     return total / len(x)
-
-
-def runtime_gap(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) -> float:
-    """Largest |sample.onnx - eager PyTorch| over the split, same noise, temperature 1."""
-    model = load_weights(bundle.file(contract.WEIGHTS))
-    got = onnx_sampler(bundle)(images, k, NOISE_SEED)
-    noise = torch.from_numpy(draw_noise(NOISE_SEED, len(images), bundle.config.noise_dim))
-    worst = 0.0
-    for f in range(0, len(images), batch):
-        part = torch.from_numpy(images[f : f + batch])
-        n = len(part)
-        want = sample(model, part, torch.full((n,), k), noise[f : f + batch], torch.ones(n))
-        worst = max(worst, float(np.abs(got[f : f + batch] - want.numpy()).max()))
-    return worst
 
 
 def sample_grid(
@@ -186,17 +207,22 @@ def sampling_report(
     net: classifier.FeatureNet,
     out: Path,
     class_names: list[str],
+    others: dict[str, Embed] | None = None,
 ) -> dict:
-    """Every measure above as JSON-ready data; sample grids are written to `out`."""
-    features, predicted = classifier.embed(net, images)
-    real = feature_stats(features)
+    """Every measure above as JSON-ready data; sample grids are written to `out`.
+
+    others: feature sets beside the CNN's (evaluation.second_features), each a Fréchet column.
+    """
+    judge = Judge(net, images, others or {})
     methods: dict[str, dict] = {
         "real test images": {
             "kind": "reference",
             **_by_k(
                 lambda k: {
                     "frechet": 0.0,
-                    "class_agreement": float(np.mean(predicted == labels)),
+                    "class_agreement": float(np.mean(judge.predicted == labels)),
+                    "sharpness": 1.0,
+                    **{f"frechet_{name}": 0.0 for name in judge.others},
                     "diversity": None,
                 }
             ),
@@ -205,9 +231,7 @@ def sampling_report(
     neighbours = Neighbours(train)
     means = {f"{NEIGHBOURS}-NN mean": neighbours.mean, **means}
     for name, complete in means.items():
-        row = _by_k(
-            lambda k, c=complete: {**judge(net, c(images, k), labels, real), "diversity": 0.0}
-        )
+        row = _by_k(lambda k, c=complete: {**judge(c(images, k), labels, k), "diversity": 0.0})
         methods[name] = {"kind": "mean completion", **row}
     stochastic = [b for b in bundles if b.config.stochastic]
     samplers: dict[str, Sampler] = {f"{NEIGHBOURS}-NN sampler": neighbours.sample}
@@ -215,7 +239,7 @@ def sampling_report(
     for name, run in samplers.items():
         row = _by_k(
             lambda k, r=run: {
-                **judge(net, r(images, k, NOISE_SEED), labels, real),
+                **judge(r(images, k, NOISE_SEED), labels, k),
                 "diversity": diversity(r, images[:DIVERSITY_PROMPTS], k),
             }
         )
@@ -230,7 +254,7 @@ def sampling_report(
     ]
     for bundle in stochastic:
         likelihood[bundle.name] = _by_k(lambda k, b=bundle: {"bpp": model_bits(b, images, k)})
-        gaps[bundle.name] = runtime_gap(bundle, images, max(SAMPLE_KS))
+        gaps[bundle.name] = runtime_gaps(bundle, images, max(SAMPLE_KS))
     for name, run in samplers.items():
         k = max(SAMPLE_KS)
         grid = sample_grid(
@@ -247,19 +271,31 @@ def sampling_report(
         "diversity_prompts": min(DIVERSITY_PROMPTS, len(images)),
         "methods": methods,
         "likelihood_bits_per_pixel": likelihood,
-        "sample_onnx_vs_eager_max_abs_diff": gaps,
+        "runtimes_vs_eager_max_abs_diff": gaps,
     }
 
 
 def markdown(report: dict) -> str:
     """The sampling section of eval.md."""
     ks = report["known_rows"]
-    keys = ("frechet", "class_agreement", "diversity")
-    heads = {"frechet": "Fréchet", "class_agreement": "class agreement", "diversity": "diversity"}
+    first = next(iter(report["methods"].values()))
+    suffix = f"_k{ks[0]}"
+    others = [
+        key.removesuffix(suffix)
+        for key in first
+        if key.startswith("frechet_") and key.endswith(suffix) and key != "frechet" + suffix
+    ]
+    keys = ("frechet", *others, "class_agreement", "diversity", "sharpness")
+    heads = {
+        "frechet": "Fréchet CNN",
+        "class_agreement": "class agreement",
+        "diversity": "diversity",
+        "sharpness": "sharpness / real",
+    } | {key: "Fréchet " + key.removeprefix("frechet_").upper() for key in others}
     table = markdown_table(
         ["method", "kind", *(f"{heads[key]} k={k}" for key in keys for k in ks)],
         [
-            [name, m["kind"], *(sig(m[f"{key}_k{k}"], 4) for key in keys for k in ks)]
+            [name, m["kind"], *(sig(m.get(f"{key}_k{k}"), 4) for key in keys for k in ks)]
             for name, m in report["methods"].items()
         ],
     )
@@ -271,15 +307,24 @@ def markdown(report: dict) -> str:
         ],
     )
     info = report["classifier"]
-    gaps = ", ".join(f"{n} {v:.2g}" for n, v in report["sample_onnx_vs_eager_max_abs_diff"].items())
+    gaps = "; ".join(
+        f"{bundle}: " + ", ".join(f"{runtime} {v:.2g}" for runtime, v in by_runtime.items())
+        for bundle, by_runtime in report["runtimes_vs_eager_max_abs_diff"].items()
+    )
     return (
         f"## Sampled completions\n\nJudged by the project's CNN (`make classifier`, test accuracy "
         f"{info.get('test_accuracy', float('nan')):.4f}) on {report['test_images']} test images: "
-        "Fréchet distance of its features to the real test images' (lower is better), the "
-        "fraction of completions in the original's class, and the mean absolute pixel "
-        f"difference between {SAMPLES} samples of one prompt ({report['diversity_prompts']} "
-        f"prompts).\n\n{table}\n\n"
-        "Test negative log-likelihood of rows k..27 given the rows above, bits per pixel (the "
-        f"models' is a bound):\n\n{bits}\n\n"
-        f"Largest |sample.onnx - eager PyTorch| on the split, same noise: {gaps or 'none'}.\n"
+        "Fréchet distance of its features to the real test images' (lower is better; beside it "
+        "the same distance under raw-pixel PCA features and under a second, fully connected "
+        "network: evaluation.second_features), the fraction of completions in the original's "
+        "class, the mean absolute pixel difference between "
+        f"{SAMPLES} samples of one prompt ({report['diversity_prompts']} prompts), and the mean "
+        "|difference| of neighbouring generated pixels over the real images' (sharpness; 1 is "
+        f"real).\n\n{table}\n\n"
+        "Test negative log-likelihood of rows k..27 given the rows above, bits per pixel: the "
+        "histogram's is exact; a cvae model's is its evidence bound (one posterior draw); a flow "
+        "model's is the dequantization bound on its probability-flow ODE's density, solved with "
+        f"{SOLVER_STEPS} steps, so an estimate of that bound (training.flow_bits):\n\n{bits}\n\n"
+        f"Largest |runtime - eager PyTorch| of the sampled completions at k={max(ks)}, same "
+        f"noise, temperature 1, on the split (evaluation.sample_runtimes): {gaps or 'none'}.\n"
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from export.programs import Complete, Sample, Step
+from export.programs import Complete, Sample, SampleStep, Step
 from export.validate import validate
 from export.validate_sample import validate_sample
 from export.writers import write_onnx, write_torchscript
@@ -65,19 +65,31 @@ def write_programs(model: RowGenerator, folder: Path) -> None:
     write_torchscript(step, step_example, folder / contract.STEP_TS)
     write_torchscript(done, done_example, folder / contract.COMPLETE_TS)
     if config.stochastic:
-        write_sample(model, folder, done_example)
+        write_sample(model, folder, done_example, step_example)
 
 
-def write_sample(model: RowGenerator, folder: Path, done_example: tuple) -> None:
-    """sample.onnx and sample.ts of a cvae model; the example noise is any standard draw."""
+def write_sample(
+    model: RowGenerator, folder: Path, done_example: tuple, step_example: tuple
+) -> None:
+    """sample.onnx, sample.ts and sample_step.onnx of a sampling model; the example noise is
+    any standard draw."""
     config = model.config
     b = len(done_example[0])
+    temperature = torch.tensor([0.0, 1.0])[:b]
     noise = torch.randn(b, contract.SAMPLE_STEPS, config.noise_dim)
-    example = (*done_example, noise, torch.tensor([0.0, 1.0])[:b])
+    example = (*done_example, noise, temperature)
     program = Sample(model).eval()
     inputs, outputs = contract.sample_inputs(config.noise_dim), contract.sample_outputs()
     write_onnx(program, example, inputs, outputs, config, folder / contract.SAMPLE_ONNX)
     write_torchscript(program, example, folder / contract.SAMPLE_TS)
+    write_onnx(
+        SampleStep(model).eval(),
+        (*step_example, noise[:, 0], temperature),
+        contract.sample_step_inputs(config),
+        contract.sample_step_outputs(config),
+        config,
+        folder / contract.SAMPLE_STEP_ONNX,
+    )
 
 
 def build_bundle(

@@ -15,9 +15,11 @@ At batch 1 a step's cost is mostly per-node overhead on top of one read of the w
 unrolled step is kept to five nodes after onnxruntime's optimizer (LSTM, MatMul, Add, Clip,
 Where): tensors stay sequence-first, and the known rows and their masks are cut once up front.
 Window mode re-reads the last 14 rows from zero state at every step, as the course's model does.
-`Sample` is `Complete` with the latent head in place of `fc`: each unrolled step turns its slice
-of the `noise` input into z = mu + temperature * sigma * noise and decodes the row (no RandomNormal
-node: the randomness is an input, so every runtime draws the same sample).
+`Sample` is `Complete` with the model's sampling head in place of `fc`: each unrolled step turns
+its slice of the `noise` input into a drawn row (a flow head integrates its unrolled Euler steps
+from temperature * noise; a cvae head decodes z = mu + temperature * sigma * noise). There is no
+RandomNormal node: the randomness is an input, so every runtime draws the same sample.
+`SampleStep` is one such step with explicit state, as `Step` is for the mean.
 Parity with the eager model is checked at export (export.validate), GRU's gate variant included.
 """
 
@@ -115,12 +117,37 @@ class Complete(_Predictor):
         return torch.cat(done).transpose(0, 1)  # (B, 28, 28)
 
 
-class Sample(Complete):
-    """`sample.onnx`: (image, known_rows, noise, temperature) -> completed, 27 steps unrolled."""
+class _Sampler(_Predictor):
+    """Shared by SampleStep and Sample: the recurrent step, then a draw from the sampling head."""
 
     def __init__(self, model: RowGenerator) -> None:
         super().__init__(model)
-        self.latent = copy.deepcopy(model.latent)
+        self.sampler = copy.deepcopy(model.sampler)
+
+    def draw(
+        self, row: torch.Tensor, state: State, noise: torch.Tensor, scale: torch.Tensor
+    ) -> tuple[torch.Tensor, State]:
+        """row (1, B, 28), noise (1, B, D), scale (1, B, 1) >= 0 -> drawn row (1, B, 28), state."""
+        _, state = self.rnn(row, state)
+        h = state[0] if self.lstm else state  # (L, B, H)
+        h = h if self.rnn.num_layers == 1 else h[-1:]  # (1, B, H): the top layer
+        return self.sampler.sample_row(h, row, noise, scale), state
+
+
+class SampleStep(_Sampler):
+    """`sample_step.onnx`: (row, h[, c], noise_row, temperature) -> (next_row, h_out[, c_out])."""
+
+    def forward(self, row: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        *state, noise, temperature = inputs
+        inner = tuple(s.transpose(0, 1) for s in state)  # (B, L, H) -> (L, B, H)
+        scale = temperature.clamp(min=0.0)[None, :, None]  # (1, B, 1); negative acts as 0
+        drawn, new = self.draw(row[None], inner if self.lstm else inner[0], noise[None], scale)
+        new = new if self.lstm else (new,)
+        return (drawn[0], *(s.transpose(0, 1) for s in new))
+
+
+class Sample(_Sampler, Complete):
+    """`sample.onnx`: (image, known_rows, noise, temperature) -> completed, 27 steps unrolled."""
 
     def forward(
         self,
@@ -136,10 +163,7 @@ class Sample(Complete):
         row = rows[0]
         done = [row]
         for t in range(contract.IMAGE_SIZE - 1):
-            _, state = self.rnn(row, state)
-            h = state[0] if self.lstm else state  # (L, B, H)
-            h = h if self.rnn.num_layers == 1 else h[-1:]  # (1, B, H): the top layer
-            drawn = self.latent.sample_row(h, draws[t], scale)  # (1, B, 28)
+            drawn, state = self.draw(row, state, draws[t], scale)  # (1, B, 28)
             row = torch.where(given[t + 1], rows[t + 1], drawn)
             done.append(row)
         return torch.cat(done).transpose(0, 1)  # (B, 28, 28)

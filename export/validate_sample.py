@@ -1,14 +1,18 @@
-"""Parity of `sample.onnx` / `sample.ts`, run on every export of a stochastic (cvae) model.
+"""Parity of `sample.onnx`, `sample.ts` and `sample_step.onnx`, run on every export of a
+sampling model.
 
 The same image, known_rows, noise and temperature must give the same completion in eager
 PyTorch (training.latent.sample), TorchScript, onnxruntime and the ONNX reference evaluator,
 within the contract's `completed` tolerance (1e-4), for batches 1, 3, 64, prompts of 1..27 rows,
-temperatures 0, 1 and mixed (negative included); known rows must be copied bit for bit.
-The design has no discrete choice (training.latent), so nothing can flip between runtimes.
+temperatures 0, 1 and mixed (negative included); known rows must be copied bit for bit; and
+sample_step.onnx driven row by row (rowgen.stepping.sample_by_steps) must equal sample.onnx, in
+onnxruntime and in the reference evaluator. Neither head makes a discrete choice (a flow head
+integrates a smooth field, a cvae head decodes a continuous z): nothing can flip between runtimes.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +24,13 @@ from export.errors import ParityError
 from export.validate import BATCHES, _max_diffs, random_images
 from export.writers import quiet_exporters
 from rowgen import contract
+from rowgen.stepping import sample_by_steps
 from training.latent import sample
 from training.model import RowGenerator
 
 REFERENCE_CASE = "batch 3, mixed known_rows and temperature"
+STEPS = "sample_step.onnx driven row by row vs sample.onnx"
+STEPS_REF = "sample_step.onnx driven row by row in ReferenceEvaluator vs eager"
 
 
 def sample_cases(
@@ -61,9 +68,18 @@ def validate_sample(folder: Path, model: RowGenerator, images: torch.Tensor | No
     )
     with quiet_exporters():
         scripted = torch.jit.load(str(folder / contract.SAMPLE_TS))
+    stepper = ort.InferenceSession(
+        str(folder / contract.SAMPLE_STEP_ONNX), providers=["CPUExecutionProvider"]
+    )
+    step_names = [s.name for s in contract.sample_step_inputs(model.config)]
+
+    def run_step(session, *inputs: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, dict(zip(step_names, inputs, strict=True)))
+
     images = random_images() if images is None else images
     tol = contract.COMPLETE_TOLERANCE
-    worst: dict[str, dict[str, float]] = {"onnx": {}, "ts": {}, "ref": {}}
+    worst: dict[str, dict[str, float]] = {"onnx": {}, "ts": {}, "ref": {}, "steps": {}}
+    worst |= {"steps_ref": {}}
     cases = sample_cases(images, noise_dim)
     with torch.no_grad():
         for case, inputs in cases:
@@ -72,6 +88,9 @@ def validate_sample(folder: Path, model: RowGenerator, images: torch.Tensor | No
             _max_diffs(contract.SAMPLE_ONNX, case, ["completed"], [got], [want], tol, worst["onnx"])
             got_ts = scripted(*inputs).numpy()
             _max_diffs(contract.SAMPLE_TS, case, ["completed"], [got_ts], [want], tol, worst["ts"])
+            arrays = [t.numpy() for t in inputs]
+            by_steps = sample_by_steps(partial(run_step, stepper), model.config, *arrays)
+            _max_diffs(STEPS, case, ["completed"], [by_steps], [got], tol, worst["steps"])
             image, known = inputs[0].numpy(), inputs[1].numpy()
             k = np.clip(known, contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX)
             known_part = np.arange(contract.IMAGE_SIZE)[None, :] < k[:, None]  # (B, 28)
@@ -93,8 +112,19 @@ def validate_sample(folder: Path, model: RowGenerator, images: torch.Tensor | No
             tol,
             worst["ref"],
         )
+        reference_step = onnx.reference.ReferenceEvaluator(str(folder / contract.SAMPLE_STEP_ONNX))
+        arrays = [t.numpy() for t in inputs]
+        by_ref = sample_by_steps(partial(run_step, reference_step), model.config, *arrays)
+        _max_diffs(STEPS_REF, case, ["completed"], [by_ref], [want], tol, worst["steps_ref"])
     return {
         contract.SAMPLE_ONNX: {"vs": "eager", "max_abs_diff": worst["onnx"], "tol": tol},
         contract.SAMPLE_TS: {"vs": "eager", "max_abs_diff": worst["ts"], "tol": tol},
         "sample_reference_evaluator": {"case": case, "max_abs_diff": worst["ref"], "tol": tol},
+        contract.SAMPLE_STEP_ONNX: {"vs": STEPS, "max_abs_diff": worst["steps"], "tol": tol},
+        "sample_step_reference_evaluator": {
+            "vs": STEPS_REF,
+            "case": case,
+            "max_abs_diff": worst["steps_ref"],
+            "tol": tol,
+        },
     }

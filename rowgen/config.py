@@ -10,7 +10,11 @@ from dataclasses import asdict, dataclass
 
 CELLS = ("rnn", "lstm", "gru")
 MODES = ("stream", "window")
-HEADS = ("mse", "cvae")
+HEADS = ("mse", "cvae", "flow")
+SAMPLING_HEADS = ("cvae", "flow")
+FLOW_INTEGRATORS = ("euler", "heun")
+FLOW_NOISE_DIM = 28  # one standard normal draw per pixel of a row (contract.IMAGE_SIZE)
+FLOW_FIELDS = ("flow_width", "flow_steps", "flow_integrator")  # a flow head's size and solver
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,10 @@ class ModelConfig:
     mode "stream": state carried row to row over the whole image (one step per row).
     mode "window": the course's model, a 14-row window re-read from zero state every step.
     head "mse": one guess of the next row (the mean); "cvae": that mean head plus a per-row
-    latent variable of `noise_dim` dimensions for sampled completions (training.latent).
+    latent variable of `noise_dim` dimensions for sampled completions (training.latent);
+    "flow": that mean head plus a rectified-flow decoder of the next row (training.flow_head),
+    `flow_width` hidden units, integrated by `flow_steps` unrolled `flow_integrator` steps from
+    one standard normal draw per pixel (noise_dim = 28).
     """
 
     cell: str = "lstm"
@@ -29,6 +36,9 @@ class ModelConfig:
     layers: int = 1
     head: str = "mse"
     noise_dim: int = 0
+    flow_width: int = 0
+    flow_steps: int = 0
+    flow_integrator: str = ""
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -41,11 +51,30 @@ class ModelConfig:
             raise ValueError(f"unknown head {self.head!r}: choose one of {', '.join(HEADS)}")
         if self.stochastic and (self.mode != "stream" or self.noise_dim < 1):
             raise ValueError(
-                f"head 'cvae' needs mode 'stream' and noise_dim >= 1, got {self.mode!r}, "
+                f"head {self.head!r} needs mode 'stream' and noise_dim >= 1, got {self.mode!r}, "
                 f"{self.noise_dim}"
             )
         if not self.stochastic and self.noise_dim:
             raise ValueError(f"noise_dim {self.noise_dim} needs head 'cvae', not {self.head!r}")
+        self._check_flow()
+
+    def _check_flow(self) -> None:
+        sizes = {name: getattr(self, name) for name in FLOW_FIELDS}
+        if self.head != "flow":
+            if any(sizes.values()):
+                raise ValueError(f"{', '.join(FLOW_FIELDS)} need head 'flow', not {self.head!r}")
+            return
+        if self.noise_dim != FLOW_NOISE_DIM or self.flow_width < 1 or self.flow_steps < 1:
+            raise ValueError(
+                f"head 'flow' needs noise_dim {FLOW_NOISE_DIM} (one draw per pixel), flow_width "
+                f">= 1 and flow_steps >= 1, got {self.noise_dim}, {self.flow_width}, "
+                f"{self.flow_steps}"
+            )
+        if self.flow_integrator not in FLOW_INTEGRATORS:
+            raise ValueError(
+                f"unknown flow_integrator {self.flow_integrator!r}: choose one of "
+                f"{', '.join(FLOW_INTEGRATORS)}"
+            )
 
     @property
     def has_cell_state(self) -> bool:
@@ -55,7 +84,7 @@ class ModelConfig:
     @property
     def stochastic(self) -> bool:
         """The model samples completions (ships sample.onnx beside the mean programs)."""
-        return self.head == "cvae"
+        return self.head in SAMPLING_HEADS
 
     @property
     def default_name(self) -> str:
@@ -63,9 +92,13 @@ class ModelConfig:
         return self.cell if self.mode == "stream" else f"{self.cell}-{self.mode}"
 
     def to_dict(self) -> dict[str, object]:
-        """As data; a plain MSE model leaves out head and noise_dim, so its manifests and
-        weights files stay exactly as they were before stochastic heads existed."""
+        """As data; a plain MSE model leaves out head and noise_dim, and every model but a
+        flow one the flow fields, so manifests and weights files of the older heads stay exactly
+        as they were."""
         data = asdict(self)
+        if self.head != "flow":
+            for name in FLOW_FIELDS:
+                del data[name]
         if not self.stochastic:
             del data["head"], data["noise_dim"]
         return data
@@ -73,7 +106,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
         """Rebuild from a manifest or checkpoint; unknown keys are an error, not ignored."""
-        known = {"cell", "mode", "hidden", "layers", "head", "noise_dim"}
+        known = {"cell", "mode", "hidden", "layers", "head", "noise_dim", *FLOW_FIELDS}
         extra = set(data) - known
         if extra:
             raise ValueError(f"unknown model config keys: {sorted(extra)}")

@@ -32,7 +32,8 @@ BUNDLE_FILES = (WEIGHTS, STEP_ONNX, COMPLETE_ONNX, STEP_TS, COMPLETE_TS)
 # Stochastic bundles (config.stochastic) add one sampled completion per call.
 SAMPLE_ONNX = "sample.onnx"
 SAMPLE_TS = "sample.ts"
-SAMPLE_FILES = (SAMPLE_ONNX, SAMPLE_TS)
+SAMPLE_STEP_ONNX = "sample_step.onnx"  # one sampled row per call, to stream samples
+SAMPLE_FILES = (SAMPLE_ONNX, SAMPLE_TS, SAMPLE_STEP_ONNX)
 SAMPLE_STEPS = IMAGE_SIZE - 1  # noise slices: one per row that can be generated (rows 1..27)
 
 BATCH = "batch"  # the one dynamic axis, always first
@@ -93,6 +94,22 @@ def sample_outputs() -> list[TensorSpec]:
     return complete_outputs()
 
 
+def sample_step_inputs(config: ModelConfig) -> list[TensorSpec]:
+    """step.onnx's `row` and state, then this row's `noise_row` and `temperature`."""
+    row, *state = step_inputs(config)
+    return [
+        row,
+        *state,
+        TensorSpec("noise_row", "float32", (BATCH, config.noise_dim)),
+        TensorSpec("temperature", "float32", (BATCH,)),
+    ]
+
+
+def sample_step_outputs(config: ModelConfig) -> list[TensorSpec]:
+    """A sampled `next_row` and the state after the step, named as step.onnx's."""
+    return step_outputs(config)
+
+
 def bundle_files(config: ModelConfig) -> tuple[str, ...]:
     """The files a bundle of this model must list in its manifest (besides the manifest)."""
     return BUNDLE_FILES + (SAMPLE_FILES if config.stochastic else ())
@@ -133,6 +150,10 @@ def as_data(config: ModelConfig) -> dict[str, object]:
             "inputs": specs(sample_inputs(config.noise_dim)),
             "outputs": specs(sample_outputs()),
         }
+        data[SAMPLE_STEP_ONNX] = {
+            "inputs": specs(sample_step_inputs(config)),
+            "outputs": specs(sample_step_outputs(config)),
+        }
         data["tolerance"]["sample"] = COMPLETE_TOLERANCE
     return data
 
@@ -165,6 +186,8 @@ _MEANINGS = {
     "noise": "standard normal draws, one slice per generated step; the same noise gives the "
     "same sample in every runtime",
     "temperature": "per image: 0 gives the deterministic completion, 1 samples the model",
+    "noise_row": "standard normal draws for the row this call generates: slice t of "
+    "sample.onnx's noise for the call that receives row t",
 }
 _PURPOSES = {
     STEP_ONNX: "One recurrent step with explicit state. Start from zero state and feed rows 0, "
@@ -173,8 +196,11 @@ _PURPOSES = {
     COMPLETE_ONNX: "The whole completion in one call (the generation loop unrolled, no control "
     "flow); equal to driving step.onnx row by row.",
     SAMPLE_ONNX: "One sampled completion per image in one call (unrolled, no control flow): each "
-    "generated row draws a per-row latent from the model's prior, scaled by temperature, using "
-    "the given noise, so the randomness is an input.",
+    "generated row is drawn by the model's sampling head from its slice of the given noise, "
+    "scaled by temperature, so the randomness is an input.",
+    SAMPLE_STEP_ONNX: "One sampled row per call with explicit state, as step.onnx gives the mean: "
+    "the call that receives row t and noise slice t returns a draw of row t+1 and the next state. "
+    "Feed the known rows, then each returned next_row; equal to sample.onnx driven row by row.",
 }
 
 

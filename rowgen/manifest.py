@@ -37,7 +37,9 @@ CHECKED_CONTRACT = (
 )
 _CONFIG_TYPES = {"cell": str, "mode": str, "hidden": int, "layers": int}
 _HEAD_TYPES = {"head": str, "noise_dim": int}
+_FLOW_TYPES = {"flow_width": int, "flow_steps": int, "flow_integrator": str}
 _ALL_CONFIG_KEYS = set(_CONFIG_TYPES) | set(_HEAD_TYPES)
+_FLOW_CONFIG_KEYS = _ALL_CONFIG_KEYS | set(_FLOW_TYPES)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -62,14 +64,16 @@ def _short(value: object) -> str:
 def _config(manifest: dict, where: str) -> ModelConfig:
     data = manifest.get("config")
     keys = set(data) if isinstance(data, dict) else set()
-    # A plain model's config has the four base keys; a sampling model's adds its head's two.
-    if not isinstance(data, dict) or keys not in (set(_CONFIG_TYPES), _ALL_CONFIG_KEYS):
+    # A plain model's config has the four base keys; a sampling model's adds its head's two, and
+    # a flow head its size and solver.
+    allowed = (set(_CONFIG_TYPES), _ALL_CONFIG_KEYS, _FLOW_CONFIG_KEYS)
+    if not isinstance(data, dict) or keys not in allowed:
         raise BundleError(
             f"{where}: config must be an object with keys {sorted(_CONFIG_TYPES)} "
-            f"(and {sorted(_HEAD_TYPES)} for a sampling model), "
-            f"found {_kind(data) if not isinstance(data, dict) else sorted(data)}"
+            f"(and {sorted(_HEAD_TYPES)} for a sampling model, {sorted(_FLOW_TYPES)} too for a "
+            f"flow head), found {_kind(data) if not isinstance(data, dict) else sorted(data)}"
         )
-    for key, kind in (_CONFIG_TYPES | _HEAD_TYPES).items():
+    for key, kind in (_CONFIG_TYPES | _HEAD_TYPES | _FLOW_TYPES).items():
         value = data.get(key, kind())
         if not isinstance(value, kind) or isinstance(value, bool):
             raise BundleError(
@@ -86,7 +90,9 @@ def _contract(manifest: dict, config: ModelConfig, where: str) -> None:
     if not isinstance(found, dict):
         raise BundleError(f"{where}: contract must be an object, found {_kind(found)}")
     expected = json.loads(json.dumps(contract.as_data(config)))  # tuples -> lists, as stored
-    sampling = (contract.SAMPLE_ONNX, "noise_dim") if config.stochastic else ()
+    sampling = (
+        (contract.SAMPLE_ONNX, contract.SAMPLE_STEP_ONNX, "noise_dim") if config.stochastic else ()
+    )
     for key in (*CHECKED_CONTRACT, *sampling):
         if found.get(key) != expected[key]:
             raise BundleError(

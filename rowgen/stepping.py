@@ -2,6 +2,8 @@
 
 Torch-free. Export checks `complete.onnx` against it, and the server streams completions with it.
 `step_fn(row, *state) -> (next_row, *state)` is any runtime's step: onnxruntime, TorchScript, ...
+A `sample_step` program takes two more inputs per call, this row's noise and the temperature
+(`row_inputs`), and is driven the same way: `sample_by_steps` equals `sample.onnx`.
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ def clamp_known_rows(known_rows: np.ndarray) -> np.ndarray:
 
 
 def iter_rows(
-    step_fn: StepFn, config: ModelConfig, image: np.ndarray, known_rows: np.ndarray
+    step_fn: StepFn,
+    config: ModelConfig,
+    image: np.ndarray,
+    known_rows: np.ndarray,
+    row_inputs: Callable[[int], Sequence[np.ndarray]] = lambda t: (),
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (r, row r of the completion) for r = 0..27: known rows copied, the rest generated.
 
     image (B, 28, 28) float32, known_rows (B,) int; each yielded row is (B, 28).
+    row_inputs(t): inputs given after the state to the call that receives row t.
     """
     k = clamp_known_rows(np.asarray(known_rows))[:, None]  # (B, 1)
     state = zero_state(config, image.shape[0])
     row = image[:, 0]
     yield 0, row
     for t in range(contract.IMAGE_SIZE - 1):  # the call receiving row t predicts row t + 1
-        next_row, *state = step_fn(row, *state)
+        next_row, *state = step_fn(row, *state, *row_inputs(t))
         row = np.where(k > t + 1, image[:, t + 1], next_row).astype(np.float32)
         yield t + 1, row
 
@@ -50,3 +57,26 @@ def complete_by_steps(
 ) -> np.ndarray:
     """The whole completion (B, 28, 28) by calling `step_fn` 27 times."""
     return np.stack([row for _, row in iter_rows(step_fn, config, image, known_rows)], axis=1)
+
+
+def sample_inputs_for_row(
+    noise: np.ndarray, temperature: np.ndarray
+) -> Callable[[int], tuple[np.ndarray, np.ndarray]]:
+    """row_inputs of a sample_step program: noise (B, 27, D) slice t and temperature (B,)."""
+    noise = np.asarray(noise, np.float32)
+    temperature = np.asarray(temperature, np.float32)
+    return lambda t: (np.ascontiguousarray(noise[:, t]), temperature)
+
+
+def sample_by_steps(
+    step_fn: StepFn,
+    config: ModelConfig,
+    image: np.ndarray,
+    known_rows: np.ndarray,
+    noise: np.ndarray,
+    temperature: np.ndarray,
+) -> np.ndarray:
+    """A sampled completion (B, 28, 28) by calling a sample_step program 27 times."""
+    inputs = sample_inputs_for_row(noise, temperature)
+    rows = iter_rows(step_fn, config, image, known_rows, inputs)
+    return np.stack([row for _, row in rows], axis=1)

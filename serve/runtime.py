@@ -112,9 +112,9 @@ def cuda_step_fn(session: ort.InferenceSession, config: ModelConfig) -> StepFn:
 class OrtModel:
     """A bundle's `step.onnx` and `complete.onnx` in onnxruntime sessions, hashes checked first.
 
-    `complete.onnx` is opened on first use (or by `warm`, which the server runs in the
-    background): the streaming UI needs only `step.onnx`, so start-up does not wait for the
-    larger unrolled graphs of every bundle.
+    `complete.onnx` and `sample.onnx` are opened on first use (or by `warm`, which the server
+    runs in the background): the streaming UI needs only `step.onnx`, so start-up does not wait
+    for the larger unrolled graphs of every bundle.
     """
 
     backend = ONNXRUNTIME
@@ -232,9 +232,12 @@ class ModelSet:
         return next(iter(self.models.values())).providers
 
     def warm(self, names: list[str] | None = None) -> None:
-        """Open the `complete.onnx` of `names` (default all) now, not at the first request."""
+        """Open the `complete.onnx` (and `sample.onnx`) of `names` (default all) now, not at
+        the first request, whose time would otherwise include opening the program."""
         for name in self.names if names is None else names:
             _ = self.models[name].complete_session
+            if self.models[name].config.stochastic:
+                _ = self.models[name].sample_session
 
     def get(self, name: str, backend: str = ONNXRUNTIME) -> Model:
         """The model `name` on `backend`; KeyError/ValueError name what is available."""

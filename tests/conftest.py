@@ -138,6 +138,29 @@ def tiny_sampler(hidden: int = 8, noise_dim: int = 4, seed: int = 0):
     return RowGenerator(ModelConfig("lstm", "stream", hidden, 1, "cvae", noise_dim)).eval()
 
 
+TINY_FLOW = "lstm-flow"  # the flow-head bundle of `tiny_flow_bundles`
+
+
+def tiny_flow_sampler(hidden: int = 8, width: int = 16, steps: int = 3, seed: int = 0):
+    """A random-weight flow RowGenerator: a mean head plus a rectified-flow head (Heun)."""
+    import torch
+
+    from rowgen.config import FLOW_NOISE_DIM, ModelConfig
+    from training.model import RowGenerator
+
+    torch.manual_seed(seed)
+    config = ModelConfig("lstm", "stream", hidden, 1, "flow", FLOW_NOISE_DIM, width, steps, "heun")
+    return RowGenerator(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one exported, parity-checked flow-head bundle."""
+    root = tmp_path_factory.mktemp("flow-artifacts")
+    export_tiny(tiny_flow_sampler(), root / TINY_FLOW)
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_sampler_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding one exported, parity-checked stochastic bundle and one plain one."""

@@ -65,10 +65,17 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def model_config(
-    cell: str, mode: str, hidden: int, layers: int, head: str = "mse", noise_dim: int = 0
+    cell: str,
+    mode: str,
+    hidden: int,
+    layers: int,
+    head: str = "mse",
+    noise_dim: int = 0,
+    flow: tuple[int, int, str] = (0, 0, ""),
 ) -> ModelConfig:
+    """flow: (width, steps, integrator) of a flow head; zeros for the other heads."""
     try:
-        return ModelConfig(cell, mode, hidden, layers, head, noise_dim)
+        return ModelConfig(cell, mode, hidden, layers, head, noise_dim, *flow)
     except ValueError as exc:
         raise UsageError(
             f"{exc}; pass --hidden and --layers of at least 1 (window models train with --head mse)"

@@ -1,5 +1,9 @@
 """Sampled completions: the per-row latent variable's likelihood bound and the eager sampler.
 
+The eager sampler (`sample`) serves both sampling heads; the shipped one is the flow head
+(training.flow_head), whose rows are draws rather than a decoder's mean. The cvae head below
+stays selectable (`--head cvae`) as the measured baseline in docs/sampling.md.
+
 Why a conditional VAE step per row (training.model.LatentHead), of the three candidates:
 - a per-pixel discretized distribution sampled pixel by pixel gives speckle unless pixels are
   ordered within a row too (28 more sequential steps, 28x the graph);
@@ -126,7 +130,7 @@ def sample(
     rows = [row]
     for t in range(contract.IMAGE_SIZE - 1):
         out, state = model.rnn(row[:, None], state)  # (B, 1, H)
-        drawn = model.latent.sample_row(out[:, 0], noise[:, t], scale)  # (B, 28)
+        drawn = model.sampler.sample_row(out[:, 0], row, noise[:, t], scale)  # (B, 28)
         row = torch.where(t + 1 < k, image[:, t + 1], drawn)
         rows.append(row)
     return torch.stack(rows, dim=1)  # (B, 28, 28)

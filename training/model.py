@@ -11,7 +11,8 @@ model, which re-reads the last 14 rows from zero state for every prediction. The
 names `rnn` and `fc` match the course notebook's `Net`, so its state_dict loads as is.
 
 Head "cvae" adds `latent` (LatentHead), a distribution over the next row beside `fc`'s mean;
-training.latent explains the design and holds its likelihood and the eager sampler.
+training.latent explains the design and holds its likelihood and the eager sampler. Head "flow"
+adds `flow` (training.flow_head.FlowHead) instead: a rectified-flow decoder whose rows are draws.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from rowgen import contract
 from rowgen.config import ModelConfig
+from training.flow_head import FlowHead
 
 # (layers, B, H), (h, c) for LSTM; in window-mode export programs, the (14, B, 28) window
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -67,11 +69,12 @@ class LatentHead(nn.Module):
         return mean, log_scale.clamp(min=LOG_SCALE_MIN)
 
     def sample_row(
-        self, h: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
+        self, h: torch.Tensor, above: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
     ) -> torch.Tensor:
         """One sampled row, clipped to [0, 1]: z = mu + temperature * sigma * noise, decoded.
 
-        h (..., H), noise (..., D), temperature broadcastable to (..., 1), already >= 0.
+        h (..., H), noise (..., D), temperature broadcastable to (..., 1), already >= 0. The row
+        `above` is not read (h summarises it): the argument keeps one interface for every head.
         """
         mu, log_var = self.prior_params(h)
         z = mu + temperature * torch.exp(0.5 * log_var) * noise
@@ -87,8 +90,17 @@ class RowGenerator(nn.Module):
         size = contract.IMAGE_SIZE
         self.rnn = _RNN_CLASSES[config.cell](size, config.hidden, config.layers, batch_first=True)
         self.fc = nn.Linear(config.hidden, size)
-        if config.stochastic:
+        if config.head == "cvae":
             self.latent = LatentHead(config.hidden, config.noise_dim)
+        if config.head == "flow":
+            self.flow = FlowHead(
+                config.hidden, config.flow_width, config.flow_steps, config.flow_integrator
+            )
+
+    @property
+    def sampler(self) -> LatentHead | FlowHead:
+        """The head that draws rows: `sample_row(h, above, noise, temperature)` of either kind."""
+        return self.flow if self.config.head == "flow" else self.latent
 
     def init_state(self, batch: int) -> State:
         """Zero state, i.e. "top of the image", in torch's (layers, B, H) layout."""

@@ -106,3 +106,23 @@ LATENT = LatentRecipe(
     free_bits=0.5,
     grad_clip=1.0,
 )
+
+
+@dataclass(frozen=True)
+class FlowRecipe:
+    """How to train a flow head (training.flow_head) on the trained (frozen) recurrent core."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    pairs_per_epoch: int  # random (state, next row) pairs per epoch, of the split's N * 27
+    grad_clip: float
+    prefix_noise: float = 0.0  # std of the pixel noise on the rows the core reads (not targets)
+
+    to_dict = asdict
+    with_overrides = Recipe.with_overrides
+
+
+# Every (state, next row) pair of the split once per epoch; chosen by evaluation.sweep_sampler
+# (docs/sampling.md): longer training was the largest single gain of the sweep.
+FLOW = FlowRecipe(epochs=6, batch_size=512, lr=2e-3, pairs_per_epoch=60_000 * 27, grad_clip=1.0)

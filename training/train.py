@@ -1,8 +1,9 @@
 """Train a row generator and write its run (weights, metrics, pictures) to `runs/<name>/`.
 
     python -m training.train --cell lstm                  # rowgen's stream LSTM, its mean head
-    python -m training.train --cell lstm --head cvae      # plus a latent head that samples
+    python -m training.train --cell lstm --head flow      # plus a flow head that samples
     make train                                            # the line above: the shipped model
+    python -m training.train --cell lstm --head cvae      # plus a latent head (the older one)
     python -m training.train --cell lstm --mode window    # the course's 14-row window model
 
 Checkpoints go to `runs/<name>/checkpoint.pt` after every epoch; `--resume` continues there.
@@ -20,15 +21,19 @@ from pathlib import Path
 import torch
 
 from rowgen import contract
-from rowgen.config import CELLS, HEADS, MODES
+from rowgen.config import CELLS, FLOW_INTEGRATORS, FLOW_NOISE_DIM, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
-from training import checkpoint, checks, data, plots
+from training import checkpoint, checks, data, host, plots
 from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON
+from training.flow_loop import train_flow
 from training.latent_loop import test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
-from training.recipe import LATENT, Recipe, default_stages
+from training.recipe import FLOW, LATENT, Recipe, default_stages
 from training.stages import checkpoint_saver, train_stages
+
+# The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
+FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 160, 12, "euler"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,8 +49,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, default=256, help="hidden units per layer")
     p.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
     p.add_argument("--name", help="bundle name, one cell only (default: cell, or cell-window)")
-    p.add_argument("--head", choices=HEADS, default="mse", help="mse, or cvae: also sample")
+    p.add_argument(
+        "--head", choices=HEADS, default="mse", help="mse, or flow (or cvae): also sample"
+    )
     p.add_argument("--noise-dim", type=int, default=16, help="latent size of a cvae head")
+    p.add_argument("--flow-width", type=int, default=FLOW_WIDTH, help="flow head's hidden units")
+    p.add_argument("--flow-steps", type=int, default=FLOW_STEPS, help="flow head's solver steps")
+    p.add_argument(
+        "--flow-integrator", choices=FLOW_INTEGRATORS, default=FLOW_INTEGRATOR, help="flow solver"
+    )
+    p.add_argument("--flow-epochs", type=int, help="override the flow stage's epochs")
     p.add_argument(
         "--core-from",
         type=Path,
@@ -56,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=1,
         help="with --core-from: how many of the recipe's stages those weights went through "
-        "(1: the stream stage, so the focus stages run; all of them: only the latent head trains)",
+        "(1: the stream stage, so the focus stages run; all of them: only the sampling head "
+        "trains)",
     )
     p.add_argument(
         "--focus",
@@ -133,9 +147,13 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
 
 
 def run(args: argparse.Namespace, cell: str) -> int:
-    stochastic = args.head == "cvae"
-    noise_dim = args.noise_dim if stochastic else 0
-    config = checks.model_config(cell, args.mode, args.hidden, args.layers, args.head, noise_dim)
+    stochastic = args.head != "mse"
+    noise_dim = {"mse": 0, "cvae": args.noise_dim, "flow": FLOW_NOISE_DIM}[args.head]
+    flow = (args.flow_width, args.flow_steps, args.flow_integrator)
+    config = checks.model_config(
+        cell, args.mode, args.hidden, args.layers, args.head, noise_dim,
+        flow if args.head == "flow" else (0, 0, ""),
+    )  # fmt: skip
     recipe: Recipe = default_stages(args.mode)[0].with_overrides(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -154,7 +172,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
     if args.core_from and not stochastic and args.core_stages == len(stages):
         raise checks.UsageError(
             "--core-from with every stage done leaves nothing to train: lower --core-stages, "
-            "or add --head cvae to train a latent head on it"
+            "or add --head flow to train a sampling head on it"
         )
     name = args.name or config.default_name
     if args.threads:
@@ -185,6 +203,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
         "seed": args.seed,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "host_gflops": host.matmul_gflops(),
         "train_images": len(train_images),
         "test_images": len(test_images),
     }
@@ -217,15 +236,20 @@ def run(args: argparse.Namespace, cell: str) -> int:
     )
 
     if stochastic:
+        meta["core_from"] = str(args.core_from) if args.core_from else None
+    if args.head == "cvae":
         latent_recipe = LATENT.with_overrides(epochs=args.latent_epochs, free_bits=args.free_bits)
         cut = args.eval_every_epoch
         meta["latent_recipe"] = latent_recipe.to_dict()
-        meta["core_from"] = str(args.core_from) if args.core_from else None
         meta["latent_history"] = train_latent(
             model, train_images, test_images[:cut].to(device), latent_recipe, args.seed, name
         )
+    if args.head == "flow":
+        flow_recipe = FLOW.with_overrides(epochs=args.flow_epochs)
+        meta["flow_recipe"] = flow_recipe.to_dict()
+        meta["flow_history"] = train_flow(model, train_images, flow_recipe, args.seed, name)
     metrics = evaluate(model, test_images, device)  # the whole test split, once
-    if stochastic:
+    if args.head == "cvae":
         metrics.update(test_bits(model, test_images.to(device)))
     write_outputs(
         model.cpu(),
@@ -237,9 +261,13 @@ def run(args: argparse.Namespace, cell: str) -> int:
         test_labels.numpy(),
         args.dataset,
     )
-    total = sum(h["seconds"] for h in history + meta.get("latent_history", []))
+    sampler_history = meta.get("latent_history", []) + meta.get("flow_history", [])
+    total = sum(h["seconds"] for h in history + sampler_history)
+    sampler = sum(h["seconds"] for h in sampler_history)
     print(
-        f"trained {name} on {args.dataset} in {total / 60:.1f} min: "
+        f"trained {name} on {args.dataset} in {total / 60:.1f} min"
+        + (f" (sampling head {sampler / 60:.1f} min)" if sampler_history else "")
+        + f" on a host doing {meta['host_gflops']:.0f} GFLOP/s (`make bench`'s square matmul): "
         + ", ".join(f"{k} {metrics[f'test_mse_k{k}']:.4f}" for k in contract.EVAL_KNOWN_ROWS)
         + f" -> {args.runs / name} (publish it with `make export`)"
     )

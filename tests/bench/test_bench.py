@@ -16,7 +16,10 @@ from bench import floor, measure, runners, speed, speed_report
 from rowgen import contract, sessions
 from rowgen.bundle import open_bundle
 from rowgen.config import ModelConfig
+from rowgen.sampling import draw_noise
+from tests.conftest import TINY_FLOW
 from training.checkpoint import load_weights
+from training.latent import sample
 from training.model import complete
 
 
@@ -236,3 +239,18 @@ def test_session_settings_reach_onnxruntime(tiny_bundles: Path) -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     session = sessions.open_session(tiny_bundles / "lstm" / contract.COMPLETE_ONNX, settings)
     assert not sessions.uses_cuda(session)
+
+
+def test_a_flow_bundle_times_its_sample_program(tiny_flow_bundles: Path) -> None:
+    bundle = open_bundle(tiny_flow_bundles / TINY_FLOW)
+    model = load_weights(bundle.file(contract.WEIGHTS))
+    candidates = runners.cpu_candidates(bundle, model, model, sessions.OrtSettings(threads=1))
+    found = {c.name: c for c in candidates}
+    drawn = found[runners.ORT_SAMPLE]
+    image = np.random.default_rng(1).random((3, 28, 28), dtype=np.float32)
+    known = np.array([2, 14, 26], np.int64)
+    noise = torch.from_numpy(draw_noise(0, 3, bundle.config.noise_dim))
+    want = sample(model, torch.from_numpy(image), torch.from_numpy(known), noise, torch.ones(3))
+    diff = float(np.abs(drawn.run(image, known) - want.numpy()).max())
+    assert diff <= contract.COMPLETE_TOLERANCE, f"sample.onnx runner differs by {diff}"
+    assert drawn.flops(14) > found[runners.ORT_COMPLETE].flops(14)  # the flow's field on top

@@ -55,7 +55,7 @@ def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
 def test_bad_head_flags_are_clean_exits(tmp_path: Path, tiny_data: Path, capsys) -> None:
     argv = _argv(tmp_path, tiny_data, "c", "--core-from", str(tmp_path / "none.safetensors"))
     assert train.main(argv) == 2
-    assert "--head cvae" in capsys.readouterr().err
+    assert "--head flow" in capsys.readouterr().err
     assert train.main([*argv, "--core-stages", "9"]) == 2
     assert "--core-stages 9: give 1..1" in capsys.readouterr().err
     assert train.main(_argv(tmp_path, tiny_data, "d", "--head", "cvae", "--mode", "window")) == 2
@@ -63,3 +63,20 @@ def test_bad_head_flags_are_clean_exits(tmp_path: Path, tiny_data: Path, capsys)
     argv = _argv(tmp_path, tiny_data, "e", "--head", "cvae", "--core-from", str(tmp_path / "x"))
     assert train.main(argv) == 2
     assert "no weights" in capsys.readouterr().err
+
+
+def test_flow_run_trains_its_head_on_a_given_core_and_leaves_the_mean_path(
+    tmp_path: Path, tiny_data: Path
+) -> None:
+    assert train.main(_argv(tmp_path, tiny_data, "mean")) == 0
+    core = tmp_path / "runs" / "mean" / contract.WEIGHTS
+    flow = ["--head", "flow", "--flow-width", "8", "--flow-steps", "2", "--flow-epochs", "2"]
+    assert train.main(_argv(tmp_path, tiny_data, "f", *flow, "--core-from", str(core))) == 0
+    model = load_weights(tmp_path / "runs" / "f" / contract.WEIGHTS)
+    assert model.config.head == "flow" and model.config.noise_dim == 28
+    mean = load_weights(core)
+    for key, value in mean.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), f"{key} changed"
+    summary = json.loads((tmp_path / "runs" / "f" / train.TRAINING_JSON).read_text())
+    losses = [epoch["flow_loss"] for epoch in summary["flow_history"]]
+    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses), losses

@@ -1,0 +1,213 @@
+"""Small sweep of sampler heads on the shipped bundle's frozen core, judged three ways.
+
+    nice -n 10 python -m evaluation.sweep_sampler [--candidates flow-128-e8 ...] [--test 2000]
+
+Each candidate head is trained on the frozen core of `--bundle` (its weights.safetensors) with
+training.flow_loop, then sampled in eager PyTorch on the first `--test` test images at known_rows
+14 and 7, beside the 10-NN sampler and the bundle's own head on the same images. Measures:
+Fréchet distance under three feature sets (the project's CNN, raw-pixel PCA and a briefly
+trained MLP: evaluation.second_features) to the whole test split's features, class agreement
+(project CNN), diversity (mean |a - b| between 8 samples of a prompt, first `--prompts`
+prompts) and sharpness (mean |difference| of neighbouring generated pixels over the real
+images'). Lives in evaluation/, not training/, because it judges with evaluation's classifier.
+Writes sweep.json and sweep.md to --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluation import classifier, sample_measures
+from evaluation.frechet import feature_stats, frechet_distance
+from evaluation.second_features import second_embeds
+from rowgen import contract
+from rowgen.config import FLOW_NOISE_DIM, ModelConfig
+from rowgen.sampling import draw_noise
+from rowgen.tables import markdown_table, sig
+from training import data
+from training.checkpoint import load_core, load_weights
+from training.flow_head import FlowHead
+from training.flow_loop import train_flow
+from training.latent import sample
+from training.latent_loop import frozen_states
+from training.model import RowGenerator
+from training.recipe import FLOW, FlowRecipe
+
+KS = (14, 7)
+
+
+# What the sweep's runs trained for: 6 epochs of 400,000 random pairs (short), or of every pair.
+SHORT = FLOW.with_overrides(pairs_per_epoch=400_000)
+FULL = FLOW
+
+
+@dataclass(frozen=True)
+class Candidate:
+    width: int
+    steps: int
+    integrator: str
+    predicts: str = "row"  # the network's output: the clean row, or the velocity itself
+    recipe: FlowRecipe = SHORT
+    weighting: str = "velocity"  # the loss: velocity error, or row error (alike at every s)
+    around_mean: bool = False  # draw the difference from the mean head's row
+
+
+CANDIDATES = {
+    "flow-128-e8-v": Candidate(128, 8, "euler", "velocity"),
+    "flow-128-h4-v": Candidate(128, 4, "heun", "velocity"),
+    "flow-128-e8": Candidate(128, 8, "euler"),
+    "flow-128-e8-noisy": Candidate(128, 8, "euler", recipe=SHORT.with_overrides(prefix_noise=0.05)),
+    "flow-128-e8-xloss": Candidate(128, 8, "euler", weighting="row"),
+    "flow-128-e8-resid": Candidate(128, 8, "euler", around_mean=True),
+    "flow-128-e8-resid-xloss": Candidate(128, 8, "euler", weighting="row", around_mean=True),
+    "flow-128-e8-resid-xloss-full": Candidate(
+        128, 8, "euler", recipe=FULL, weighting="row", around_mean=True
+    ),
+    "flow-160-e12-full": Candidate(160, 12, "euler", recipe=FULL),
+    "flow-160-e12-resid-xloss-full": Candidate(
+        160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
+    ),
+}
+
+
+def eager_sampler(model: RowGenerator, batch: int = 1000) -> sample_measures.Sampler:
+    """training.latent.sample at temperature 1 with noise from `seed`, as sample.onnx gets it."""
+    model = model.eval()
+
+    def run(images: np.ndarray, k: int, seed: int) -> np.ndarray:
+        noise = torch.from_numpy(draw_noise(seed, len(images), model.config.noise_dim))
+        parts = []
+        for f in range(0, len(images), batch):
+            x = torch.from_numpy(images[f : f + batch])
+            n = len(x)
+            parts.append(sample(model, x, torch.full((n,), k), noise[f : f + batch], torch.ones(n)))
+        return torch.cat(parts).numpy()
+
+    return run
+
+
+class Judge:
+    """Fréchet distance under each feature set, class agreement, diversity and sharpness."""
+
+    def __init__(self, train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> None:
+        self.net, _ = classifier.load()
+        self.embeds: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+            "cnn": lambda x: classifier.embed(self.net, x)[0],
+            **second_embeds(train, train_labels),
+        }
+        self.real = {name: feature_stats(embed(test)) for name, embed in self.embeds.items()}
+        self.test = test
+
+    def measure(
+        self, run: sample_measures.Sampler, images: np.ndarray, labels: np.ndarray, prompts: int
+    ) -> dict[str, float]:
+        result: dict[str, float] = {}
+        for k in KS:
+            drawn = run(images, k, sample_measures.NOISE_SEED)
+            for name, embed in self.embeds.items():
+                stats = feature_stats(embed(drawn))
+                result[f"fd_{name}_k{k}"] = frechet_distance(*stats, *self.real[name])
+            predicted = classifier.embed(self.net, drawn)[1]
+            result[f"class_agreement_k{k}"] = float(np.mean(predicted == labels))
+            result[f"diversity_k{k}"] = sample_measures.diversity(run, images[:prompts], k)
+            real = sample_measures.sharpness(images, k)
+            result[f"sharpness_k{k}"] = sample_measures.sharpness(drawn, k) / real
+        return result
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m evaluation.sweep_sampler", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--bundle", type=Path, default=Path("artifacts/lstm"), help="core's bundle")
+    p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=["flow-128-e8"])
+    p.add_argument("--test", type=int, default=2000, help="test images sampled")
+    p.add_argument("--prompts", type=int, default=500, help="prompts for the diversity")
+    p.add_argument("--train-limit", type=int, help="train the heads on the first N images only")
+    p.add_argument("--epochs", type=int, help="override every candidate's epochs")
+    p.add_argument("--data-dir", help=f"folder with the 4 IDX .gz files (or ${data.DATA_DIR_ENV})")
+    p.add_argument("--out", type=Path, default=Path("build/sweep_sampler"), help="results folder")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument(
+        "--baselines",
+        type=int,
+        choices=[0, 1],
+        default=1,
+        help="0: skip the 10-NN sampler and the bundle's own head (measured once already)",
+    )
+    return p.parse_args(argv)
+
+
+def table(results: dict[str, dict]) -> str:
+    keys = [
+        *(f"fd_{f}_k{k}" for f in ("cnn", "pca", "mlp") for k in KS),
+        *(f"{m}_k{k}" for m in ("class_agreement", "diversity", "sharpness") for k in KS),
+    ]
+    rows = [
+        [name, sig(r.get("train_minutes"), 3), *(sig(r[key], 4) for key in keys)]
+        for name, r in results.items()
+    ]
+    return markdown_table(["method", "train min", *keys], rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    train = data.load_split("fashion-mnist", "train", args.data_dir)
+    test = data.load_split("fashion-mnist", "test", args.data_dir)
+    train_images = train.images[: args.train_limit]
+    images, labels = test.images[: args.test].numpy(), test.labels[: args.test].numpy()
+    judge = Judge(train.images.numpy(), train.labels.numpy(), test.images.numpy())
+    neighbours = sample_measures.Neighbours(train.images.numpy())
+    shipped = load_weights(args.bundle / contract.WEIGHTS)
+    results = {}
+    if args.baselines:
+        results["10-NN sampler"] = judge.measure(neighbours.sample, images, labels, args.prompts)
+        results[f"{args.bundle.name} sample ({shipped.config.head})"] = judge.measure(
+            eager_sampler(shipped), images, labels, args.prompts
+        )
+        print(table(results), flush=True)
+    states = frozen_states(shipped, train_images)
+    for name in args.candidates:
+        c = CANDIDATES[name]
+        config = ModelConfig(
+            "lstm", "stream", shipped.config.hidden, shipped.config.layers, "flow",
+            FLOW_NOISE_DIM, c.width, c.steps, c.integrator,
+        )  # fmt: skip
+        torch.manual_seed(0)
+        model = RowGenerator(config)
+        model.flow = FlowHead(
+            config.hidden, c.width, c.steps, c.integrator, c.predicts, c.weighting, c.around_mean
+        )
+        load_core(model, args.bundle / contract.WEIGHTS)
+        start = time.perf_counter()
+        recipe = c.recipe.with_overrides(epochs=args.epochs)
+        history = train_flow(model, train_images, recipe, 0, name, states)
+        minutes = (time.perf_counter() - start) / 60
+        results[name] = {
+            "train_minutes": minutes,
+            "final_loss": history[-1]["flow_loss"],
+            "recipe": recipe.to_dict(),
+            **judge.measure(eager_sampler(model), images, labels, args.prompts),
+        }
+        args.out.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.out / f"{name}.pt")
+        print(table(results), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%H%M%S")
+    (args.out / f"sweep-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"sweep-{stamp}.md").write_text(table(results) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
