@@ -2,7 +2,8 @@
 #   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
 #   make classifier eval  the CNN that judges sampled completions, then every measure
 #   make test             fast tests (make test-all: slow ones too)
-#   make triton           a Triton model repository of the bundles in artifacts/triton/
+#   make triton           Triton model repositories of the bundles: artifacts/triton/ (onnxruntime) and artifacts/triton-python/
+#   make triton-serve     Triton on artifacts/triton-python/, HTTP :8000, gRPC :8001, metrics :8002 (make triton-env: its Python)
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 #   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
 #   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
@@ -29,6 +30,11 @@ STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
 TRITON_OUT ?= $(ARTIFACTS)/triton
+TRITON_PYTHON_OUT ?= $(TRITON_OUT)-python
+TRITON_ENV ?= build/triton-env
+TRITON_HTTP_PORT ?= 8000
+TRITON_GRPC_PORT ?= 8001
+TRITON_METRICS_PORT ?= 8002
 FUZZ_EXAMPLES ?= 5000
 MINUTES ?= 10
 CLIENTS ?= 8
@@ -42,7 +48,7 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -55,7 +61,14 @@ export: $(STAMP)
 	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
 triton: $(STAMP)
-	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
+	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) --python-out $(TRITON_PYTHON_OUT) $(NAMES)
+
+triton-env: $(STAMP)
+	bash .ci/get-tritonserver && $(BIN)/python -m export.triton.env --out $(TRITON_ENV)
+
+triton-serve: triton triton-env
+	$(BIN)/python -m export.triton.server --repository $(TRITON_PYTHON_OUT) --env $(TRITON_ENV) --host $(HOST) \
+		--http-port $(TRITON_HTTP_PORT) --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
 serve: $(STAMP)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
