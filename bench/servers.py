@@ -1,12 +1,15 @@
 """The servers bench.load measures, each in its own process: the Gradio app (`python -m serve`),
-the v2 API (`python -m serve.api`) and the v2 API on Ray Serve (`python -m serve.ray_app`).
+the v2 API (`python -m serve.api`), the v2 API on Ray Serve (`python -m serve.ray_app`) and
+Triton on the python-backend repository of the bundle (`make triton-serve`, export.triton.server).
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
-Ray, the front plus every Serve replica process) and the mean batch from the v2 `/metrics`.
+Ray, the front plus every Serve replica process; for Triton, the server plus its python stubs)
+and the mean batch from the v2 `/metrics` (Triton: its statistics extension).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -18,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 REPLICA_TITLE = b"ray::ServeReplica"  # Ray's process title for a Serve replica
+TRITON_STUB = b"triton_python_backend_stub"  # one per python-backend model instance
 
 
 def free_port() -> int:
@@ -28,7 +32,7 @@ def free_port() -> int:
 
 @dataclass
 class Running:
-    kind: str  # "gradio", "v2" or "ray"
+    kind: str  # "gradio", "v2", "ray" or "triton"
     process: subprocess.Popen
     port: int
     grpc_port: int
@@ -83,6 +87,18 @@ def start(
     raise TimeoutError(f"{module} did not answer within {timeout:.0f} s: see {log}")
 
 
+def start_triton(artifacts: str, model: str, log_dir: Path) -> Running:
+    """`make triton NAMES=model` into `log_dir`, then Triton on its python-backend repository."""
+    from export.triton import server
+    from export.triton.__main__ import main as write_repositories
+
+    out = log_dir / f"triton-{model}"
+    if write_repositories(["--artifacts", str(artifacts), "--out", str(out), model]) != 0:
+        raise RuntimeError(f"no Triton repository for {model}: see the error above")
+    triton = server.start(out.with_name(out.name + "-python"), log_dir / f"triton-{model}.log")
+    return Running("triton", triton.process, triton.ports.http, triton.ports.grpc, triton.log)
+
+
 def _rss(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -96,14 +112,29 @@ def _rss(pid: int) -> int:
 def rss_mib(running: Running) -> float:
     """Resident memory of the server: its process, plus the Serve replicas for Ray."""
     total = _rss(running.process.pid)
-    if running.kind == "ray":
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if cmdline.read_bytes().startswith(REPLICA_TITLE):
-                    total += _rss(int(cmdline.parent.name))
-            except OSError:
-                continue
+    if running.kind in ("ray", "triton"):
+        for pid in _workers(running):
+            total += _rss(pid)
     return round(total / 2**20, 1)
+
+
+def _workers(running: Running) -> list[int]:
+    """The processes serving beside the server's own: Serve replicas, Triton's python stubs."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        pid = int(cmdline.parent.name)
+        try:
+            line = cmdline.read_bytes()
+            replica = running.kind == "ray" and line.startswith(REPLICA_TITLE)
+            if replica or (TRITON_STUB in line and _parent(pid) == running.process.pid):
+                found.append(pid)
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+    return found
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def batch_counters(running: Running, model: str) -> tuple[float, float] | None:
@@ -111,6 +142,8 @@ def batch_counters(running: Running, model: str) -> tuple[float, float] | None:
     the server is too swamped to answer /metrics within a minute (it shares the event loop)."""
     if running.kind == "gradio":
         return 0.0, 0.0
+    if running.kind == "triton":
+        return _triton_counters(running, model)
     try:
         with urllib.request.urlopen(running.base + "/metrics", timeout=60) as response:
             text = response.read().decode()
@@ -121,6 +154,17 @@ def batch_counters(running: Running, model: str) -> tuple[float, float] | None:
         match = re.search(rf'rowgen_batch_images_{part}{{model_name="{model}"}} (\S+)', text)
         found[part] = float(match.group(1)) if match else 0.0
     return found["sum"], found["count"]
+
+
+def _triton_counters(running: Running, model: str) -> tuple[float, float] | None:
+    """(images, model executions) of `model` from Triton's statistics extension."""
+    try:
+        url = f"{running.base}/v2/models/{model}/stats"
+        with urllib.request.urlopen(url, timeout=60) as response:
+            (stats,) = json.loads(response.read())["model_stats"]
+    except OSError:
+        return None
+    return float(stats["inference_count"]), float(stats["execution_count"])
 
 
 def settle(running: Running, model: str, timeout: float = 120.0) -> None:

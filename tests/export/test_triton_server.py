@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import threading
 import time
@@ -29,6 +30,8 @@ httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
+from bench.load import TRITON_PATHS  # noqa: E402
+from bench.load import main as load_main  # noqa: E402
 from export.triton.__main__ import main  # noqa: E402
 from export.triton.env import env_problem  # noqa: E402
 from export.triton.server import DEFAULT_ENV, Install, Running, start  # noqa: E402
@@ -309,3 +312,22 @@ def test_every_tiny_bundle_steps_like_it_completes(tiny_bundles: Path, tmp_path:
         conn.close()  # Triton's shutdown waits for open HTTP connections
     finally:
         assert running.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="bench.load drives REST with Debian's wrk")
+def test_load_measures_triton_beside_the_api(tiny_bundles: Path, tmp_path: Path) -> None:
+    """`make load`'s Triton rows (JSON, binary tensors, gRPC) in the same run as the v2 API's."""
+    _require_triton()
+    paths = ["rest-json", *TRITON_PATHS]
+    argv = ["--artifacts", str(tiny_bundles), "--model", "gru", "--out", str(tmp_path)]
+    argv += ["--paths", *paths, "--clients", "2", "--images", "1", "3", "--seconds", "1"]
+    assert load_main([*argv, "--headline-seconds", "1", "--no-tuning"]) == 0
+    result = json.loads((tmp_path / "load.json").read_text())
+    cells = {(c["path"], c["images_per_request"]): c for c in result["cells"]}
+    assert set(cells) == {(p, n) for p in paths for n in (1, 3)}
+    for key, cell in cells.items():
+        assert cell["requests_ok"] >= 1 and cell["errors"] == 0, (key, cell)
+        assert cell["mean_batch"] >= 1, (key, cell)
+    assert all(s["rss_mib_after"] > 0 for s in result["servers"].values())
+    assert "triton_vs_rest_json_8_clients" not in result["targets"]  # 2 clients here, not 8
