@@ -6,7 +6,7 @@
 #   make triton-serve     Triton on artifacts/triton-python/, HTTP :8000, gRPC :8001, metrics :8002 (make triton-env: its Python)
 #   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 #   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
-#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
+#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: REST on Ray Serve, deploy/ray/serve.yaml)
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -40,7 +40,7 @@ MINUTES ?= 10
 CLIENTS ?= 8
 GRPC_PORT ?= 8081
 ADDRESS ?=
-REPLICAS ?= 2
+RAY_CONFIG ?= deploy/ray/serve.yaml
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -78,7 +78,7 @@ api: $(STAMP)
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api-ray: $(STAMP)
-	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
+	$(BIN)/python -m serve.ray_app --config $(RAY_CONFIG) --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) $(if $(ADDRESS),--address $(ADDRESS))
 
 web: $(STAMP) $(WEB_NPM)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)

@@ -116,12 +116,10 @@ def api_picture(server, model: str, out: Path) -> None:
 
 
 def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, servers: dict) -> None:
-    # Ray starts here with this machine's CPUs: two replicas per bundle must fit in them
-    flags = ["--replicas", "2", "--replica-cpus", "0.5"] if kind == "ray" else []
     if kind == "triton":
         server = start_triton(args.artifacts, args.model, tmp)
-    else:
-        server = start(kind, args.artifacts, args.device, tmp, flags)
+    else:  # Ray: deploy/ray/serve.yaml as `make api-ray` runs it (its replicas, its autoscaling)
+        server = start(kind, args.artifacts, args.device, tmp, [])
     try:
         servers[kind] = {"rss_mib_before": rss_mib(server)}
         for path in paths:

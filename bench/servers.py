@@ -1,15 +1,18 @@
 """The servers bench.load measures, each in its own process: the Gradio app (`python -m serve`),
-the v2 API (`python -m serve.api`), the v2 API on Ray Serve (`python -m serve.ray_app`) and
+the v2 API (`python -m serve.api`), the v2 API on Ray Serve (`python -m serve.ray_app`, running
+deploy/ray/serve.yaml) and
 Triton on the python-backend repository of the bundle (`make triton-serve`, export.triton.server).
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
-Ray, the front plus every Serve replica process; for Triton, the server plus its python stubs)
-and the mean batch from the v2 `/metrics` (Triton: its statistics extension).
+Ray, the launcher plus every Serve replica process; for Triton, the server plus its python stubs)
+and the mean batch from the v2 `/metrics` (Ray: summed over the replicas that answer it; Triton:
+its statistics extension).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -19,9 +22,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from serve.ray_app.config import REPLICA_HEADER, own_ports
+
 REPO = Path(__file__).resolve().parent.parent
 REPLICA_TITLE = b"ray::ServeReplica"  # Ray's process title for a Serve replica
 TRITON_STUB = b"triton_python_backend_stub"  # one per python-backend model instance
+RAY_SCRAPES = 8  # /metrics scrapes per count: enough to reach each of a few replicas
 
 
 def free_port() -> int:
@@ -51,9 +57,9 @@ class Running:
         return f"http://{self.url}"
 
     def stop(self) -> None:
-        self.process.terminate()
+        self.process.terminate()  # Ray: `serve run` shuts Serve and its cluster down first
         try:
-            self.process.wait(30)
+            self.process.wait(120 if self.kind == "ray" else 30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
@@ -66,12 +72,14 @@ def start(
     port, grpc_port = free_port(), free_port()
     module = {"gradio": "serve", "v2": "serve.api", "ray": "serve.ray_app"}[kind]
     argv = [sys.executable, "-m", module, "--artifacts", str(artifacts), "--device", device]
-    argv += ["--port", str(port)]
-    if kind != "gradio":
-        argv += ["--grpc-port", str(grpc_port), *flags]
+    argv += ["--port", str(port), *flags]
+    if kind == "v2":
+        argv += ["--grpc-port", str(grpc_port)]
     log = log_dir / f"{kind}-{port}.log"
+    # A Ray cluster's proxy opens more ports at fixed defaults: this one gets its own
+    env = {**os.environ, **(own_ports(free_port) if kind == "ray" else {})}
     with open(log, "w") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     running = Running(kind, process, port, grpc_port, log)
     ready = "/" if kind == "gradio" else "/v2/health/ready"
     deadline = time.monotonic() + timeout
@@ -144,16 +152,22 @@ def batch_counters(running: Running, model: str) -> tuple[float, float] | None:
         return 0.0, 0.0
     if running.kind == "triton":
         return _triton_counters(running, model)
-    try:
-        with urllib.request.urlopen(running.base + "/metrics", timeout=60) as response:
-            text = response.read().decode()
-    except OSError:
-        return None
-    found = {}
-    for part in ("sum", "count"):
-        match = re.search(rf'rowgen_batch_images_{part}{{model_name="{model}"}} (\S+)', text)
-        found[part] = float(match.group(1)) if match else 0.0
-    return found["sum"], found["count"]
+    # Each Ray replica counts its own batches; a scrape reaches one replica (named in a header)
+    scrapes = RAY_SCRAPES if running.kind == "ray" else 1
+    replicas: dict[str, tuple[float, float]] = {}
+    for _ in range(scrapes):
+        try:
+            with urllib.request.urlopen(running.base + "/metrics", timeout=60) as response:
+                text = response.read().decode()
+                replica = response.headers.get(REPLICA_HEADER, "")
+        except OSError:
+            return None
+        found = {}
+        for part in ("sum", "count"):
+            match = re.search(rf'rowgen_batch_images_{part}{{model_name="{model}"}} (\S+)', text)
+            found[part] = float(match.group(1)) if match else 0.0
+        replicas[replica] = found["sum"], found["count"]
+    return sum(s for s, _ in replicas.values()), sum(c for _, c in replicas.values())
 
 
 def _triton_counters(running: Running, model: str) -> tuple[float, float] | None:
