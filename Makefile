@@ -1,12 +1,5 @@
 # rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
-#   make train export     train the stream LSTM (mean head + latent head for samples), bundle it
-#   make classifier eval  the CNN that judges sampled completions, then every measure
-#   make test             fast tests (make test-all: slow ones too)
-#   make triton           Triton model repositories of the bundles: artifacts/triton/ (onnxruntime) and artifacts/triton-python/
-#   make triton-serve     Triton on artifacts/triton-python/, HTTP :8000, gRPC :8001, metrics :8002 (make triton-env: its Python)
-#   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
-#   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
-#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: REST on Ray Serve, deploy/ray/serve.yaml)
+# `make help` lists the targets; the `## ` comment after each target is its line there.
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -47,76 +40,96 @@ TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD)
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
+NODE_NPM := examples/node/node_modules/.package-lock.json
+TRITONSERVER := build/pytriton/pytriton/tritonserver/bin/tritonserver
+TRITON_ENV_STAMP := $(TRITON_ENV)/rowgen-triton-env.json
+# What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's server
+# and the python backend's environment.
+TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER) $(TRITON_ENV_STAMP)
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack
 
-venv: $(STAMP)
+help:  ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
+
+venv: $(STAMP)  ## create or update .venv from pyproject.toml (every target does this first)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
 
-train: $(STAMP)
+train: $(STAMP)  ## train the stream LSTM into runs/<name>/ (CELLS=, EPOCHS=, DATA_DIR=)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
-export: $(STAMP)
+export: $(STAMP)  ## validate and publish runs/<name>/ as a bundle in artifacts/<name>/
 	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
-triton: $(STAMP)
+triton: $(STAMP)  ## Triton model repositories: artifacts/triton/ (onnxruntime), artifacts/triton-python/
 	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) --python-out $(TRITON_PYTHON_OUT) $(NAMES)
 
-triton-env: $(STAMP)
-	bash .ci/get-tritonserver && $(BIN)/python -m export.triton.env --out $(TRITON_ENV)
+triton-env: $(TRITON_ENV_STAMP)  ## the python backend's Python: numpy 1.26, onnxruntime, rowgen/
+$(TRITON_ENV_STAMP): $(TRITONSERVER) $(wildcard rowgen/*.py)
+	$(BIN)/python -m export.triton.env --out $(TRITON_ENV)
 
-triton-serve: triton triton-env
+triton-serve: triton triton-env  ## Triton on artifacts/triton-python/: HTTP :8000, gRPC :8001, metrics :8002
 	$(BIN)/python -m export.triton.server --repository $(TRITON_PYTHON_OUT) --env $(TRITON_ENV) --host $(HOST) \
 		--http-port $(TRITON_HTTP_PORT) --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-serve: $(STAMP)
+serve: $(STAMP)  ## the Gradio app on http://127.0.0.1:7860 (HOST=, PORT=, DEVICE=)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api api-ray: PORT = 8080
-api: $(STAMP)
+api: $(STAMP)  ## the v2 (KServe) API: REST :8080, gRPC :8081
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
-api-ray: $(STAMP)
+api-ray: $(STAMP)  ## the v2 API's REST on Ray Serve: serve run deploy/ray/serve.yaml (ADDRESS=)
 	$(BIN)/python -m serve.ray_app --config $(RAY_CONFIG) --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) $(if $(ADDRESS),--address $(ADDRESS))
 
-web: $(STAMP) $(WEB_NPM)
+web: $(STAMP) $(WEB_NPM)  ## the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
 $(WEB_NPM): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
+$(NODE_NPM): examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund
+$(TRITONSERVER): | $(STAMP)
+	bash .ci/get-tritonserver
 
-course: $(STAMP)
+screenshots: $(STAMP) $(WEB_NPM)  ## docs/screenshot.png and docs/web.png, shot from the running servers
+	$(BIN)/python -m docs.screenshots --artifacts $(ARTIFACTS)
+
+course: $(STAMP)  ## a bundle from the course notebook's saved state_dict (STATE_DICT=net.pth)
 	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_DEPS)  ## the fast tests (installs the web/Node.js packages and Triton's server core first)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(TEST_DEPS)  ## every test, the slow ones too
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
-fuzz: $(STAMP)
+fuzz: $(STAMP)  ## only the property-based tests, with many more examples (FUZZ_EXAMPLES=)
 	ROWGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP)  ## speed of every way to complete an image, side by side (artifacts/bench/)
 	$(BIN)/python -m bench.speed
 
-classifier: $(STAMP)
+classifier: $(STAMP)  ## the CNN whose features judge sampled completions
 	$(BIN)/python -m evaluation.classifier $(DATA_FLAG)
 
-eval: $(STAMP)
+eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (artifacts/eval/)
 	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-load: $(STAMP)
+load: $(STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
-soak: $(STAMP)
+attack: $(STAMP)  ## hostile requests against the v2 API on loopback, and what came back
+	$(BIN)/python -m bench.attack --artifacts $(ARTIFACTS)
+
+soak: $(STAMP)  ## the servers under steady load for MINUTES= minutes
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(STAMP)  ## ruff and the import-linter layer contracts
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff's fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-clean:  # caches only: runs/ holds trained weights that may not be exported yet
+clean:  ## caches only: runs/ holds trained weights that may not be exported yet
 	rm -rf .pytest_cache .ruff_cache

@@ -1,12 +1,12 @@
-"""The servers bench.load measures, each in its own process: the Gradio app (`python -m serve`),
-the v2 API (`python -m serve.api`), the v2 API on Ray Serve (`python -m serve.ray_app`, running
-deploy/ray/serve.yaml) and
-Triton on the python-backend repository of the bundle (`make triton-serve`, export.triton.server).
+"""The servers that bench.load and bench.soak drive, each in its own process: the Gradio app
+(`python -m serve`), the v2 API (`python -m serve.api`), the v2 API on Ray Serve
+(`python -m serve.ray_app`, running deploy/ray/serve.yaml) and Triton on the python-backend
+repository of a bundle (`make triton-serve`, export.triton.server), on free loopback ports.
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
-Ray, the launcher plus every Serve replica process; for Triton, the server plus its python stubs)
-and the mean batch from the v2 `/metrics` (Ray: summed over the replicas that answer it; Triton:
-its statistics extension).
+Ray, the launcher plus every Serve replica process; for Triton, the server plus its python
+stubs; the peak for one process) and the mean batch from the v2 `/metrics` (Ray: summed over the
+replicas that answer it; Triton: its statistics extension).
 """
 
 from __future__ import annotations
@@ -56,29 +56,42 @@ class Running:
     def base(self) -> str:
         return f"http://{self.url}"
 
-    def stop(self) -> None:
-        self.process.terminate()  # Ray: `serve run` shuts Serve and its cluster down first
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM (what a service manager sends), SIGKILL after `timeout` s; the exit code.
+        Ray's `serve run` shuts Serve and the cluster it started down first: 120 s for it."""
+        timeout = timeout or (120 if self.kind == "ray" else 60)
+        self.process.terminate()
         try:
-            self.process.wait(120 if self.kind == "ray" else 30)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            return self.process.wait()
 
 
 def start(
-    kind: str, artifacts: str, device: str, log_dir: Path, flags: list[str], timeout: float = 600
+    kind: str,
+    artifacts: str,
+    device: str,
+    log_dir: Path,
+    flags: list[str] | tuple[str, ...] = (),
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> Running:
-    """Start one server on free loopback ports and wait until it answers (tests use it too)."""
+    """Start one server on free loopback ports and wait until it answers (tests use it too).
+
+    `env` replaces the environment (bench.soak gives each server its own TMPDIR). A Ray
+    cluster's proxy opens more ports at fixed defaults: each cluster started here gets its own."""
     port, grpc_port = free_port(), free_port()
     module = {"gradio": "serve", "v2": "serve.api", "ray": "serve.ray_app"}[kind]
     argv = [sys.executable, "-m", module, "--artifacts", str(artifacts), "--device", device]
     argv += ["--port", str(port), *flags]
     if kind == "v2":
         argv += ["--grpc-port", str(grpc_port)]
+    if kind == "ray":
+        env = {**(os.environ if env is None else env), **own_ports(free_port)}
     log = log_dir / f"{kind}-{port}.log"
-    # A Ray cluster's proxy opens more ports at fixed defaults: this one gets its own
-    env = {**os.environ, **(own_ports(free_port) if kind == "ray" else {})}
     with open(log, "w") as out:
+        # a file, not a pipe: a full pipe would stall the server
         process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     running = Running(kind, process, port, grpc_port, log)
     ready = "/" if kind == "gradio" else "/v2/health/ready"
@@ -107,10 +120,10 @@ def start_triton(artifacts: str, model: str, log_dir: Path) -> Running:
     return Running("triton", triton.process, triton.ports.http, triton.ports.grpc, triton.log)
 
 
-def _rss(pid: int) -> int:
+def _rss(pid: int, field: str = "VmRSS") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -118,7 +131,8 @@ def _rss(pid: int) -> int:
 
 
 def rss_mib(running: Running) -> float:
-    """Resident memory of the server: its process, plus the Serve replicas for Ray."""
+    """Resident memory of the server: its process, plus the Serve replicas for Ray and the
+    python stubs for Triton."""
     total = _rss(running.process.pid)
     if running.kind in ("ray", "triton"):
         for pid in _workers(running):
@@ -143,6 +157,11 @@ def _workers(running: Running) -> list[int]:
 
 def _parent(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def peak_rss_mib(running: Running) -> float:
+    """The server process's peak resident memory since it started (VmHWM; its own process)."""
+    return round(_rss(running.process.pid, "VmHWM") / 2**20, 1)
 
 
 def batch_counters(running: Running, model: str) -> tuple[float, float] | None:

@@ -52,10 +52,8 @@ class OrtSettings:
         return options
 
 
-# onnxruntime's own defaults won on the 2-core CPU (bench.speed --ort-options, LSTM H=256, a
-# busy machine, so only large gaps count): parallel mode was 2-4x slower everywhere; one thread
-# instead of two lost ~1.6x at batch 256 and won little or nothing at batch 1; spinning off and
-# lower optimization levels were within the noise or slower.
+# onnxruntime's own defaults won when `bench.speed --ort-options` timed the alternatives (the
+# figures: docs/results.md, "Session options").
 DEFAULT = OrtSettings()
 
 
@@ -74,10 +72,10 @@ def open_session(
 
     `model` is a path or, better, the bytes `Bundle.read` verified. The log level is set per
     session (quiet: errors only). A CUDA library that cannot load, though, is reported through
-    onnxruntime's process-wide logger, which the session's level does not reach (measured with
-    onnxruntime 1.31). So the first CUDA request of the process finds out, under a lock and
-    with that logger quieted once; later sessions, including ones opened lazily while requests
-    run, ask only for what loaded and never touch the shared logger.
+    onnxruntime's process-wide logger, which the session's level does not reach. So the first
+    CUDA request of the process finds out, under a lock and with that logger quieted once; later
+    sessions, including ones opened lazily while requests run, ask only for what loaded and never
+    touch the shared logger.
     """
     global _cuda_loads
     source = model if isinstance(model, bytes) else str(model)

@@ -3,7 +3,8 @@
 Torch-free. One `OrtModel` per bundle holds one session per program, shared by every request
 (`InferenceSession.run` is thread-safe; an IOBinding is made per call). `ModelSet` is what the
 app serves: every bundle under `--artifacts`, plus TorchScript when torch is installed
-(`serve.torchscript`). Used by `python -m serve` and `python -m bench.load`.
+(`serve.torchscript`). Used by the app (`python -m serve`) and the v2 API (`python -m serve.api`,
+and its Ray Serve replicas).
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ request and hand it to a replica through a Serve handle, a second Python hop per
 measured a fifth of `make api`'s throughput here; gRPC is served by `make api` only (Serve's gRPC
 proxy would need the KServe servicer rebuilt on Serve's calling convention).
 
-This runs `serve run` on the config: as it is, or with the flags below replacing its fields
-(checked against Ray's schema first), in a cluster started here with serve.ray_app.config's
-CLUSTER_ENV, or one joined with `--address` (started with that environment). Replicas and
-autoscaling are the config's. Torch-free; needs the `ray` extra.
+This runs `serve run` on the config: as it is, or with the flags given replacing its fields (the
+flags of `python -m serve.api`; checked, with Ray's own schema, before Serve sees them), in a
+cluster started here with serve.ray_app.config's CLUSTER_ENV, or one joined with `--address`
+(started with that environment). Replicas and autoscaling are the config's. A bad flag or config
+exits 2. Torch-free; needs the `ray` extra.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from serve.api.flags import add_server_args, batch_settings
 from serve.ray_app.app import AppArgsError, parse, server_argv
 from serve.ray_app.config import CLUSTER_ENV, CONFIG, REPO, ConfigError, check, load, with_overrides
 
@@ -39,15 +41,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, default=CONFIG, help="a Serve config file")
     parser.add_argument("--address", help="a running Ray cluster to join (auto, or host:port)")
-    parser.add_argument("--host", help="the proxies' address (config: http_options.host)")
-    parser.add_argument("--port", type=int, help="the proxies' port (config: http_options.port)")
-    parser.add_argument("--artifacts", help="bundles folder (config: args.artifacts)")
-    parser.add_argument("--device", choices=("auto", "cuda", "cpu"), help="(config: args.device)")
     parser.add_argument("--replicas", type=int, help="a fixed replica count, no autoscaling")
     parser.add_argument("--replica-cpus", type=float, help="CPUs each replica reserves")
+    # `python -m serve.api`'s flags: each one given replaces its field of the config (--host and
+    # --port: http_options; the others: the application's args), the rest stay the config's.
+    add_server_args(parser)
+    defaults = vars(parser.parse_args([]))
+    server_flags = [
+        dest for dest in defaults if dest not in ("config", "address", "replicas", "replica_cpus")
+    ]
+    parser.set_defaults(**dict.fromkeys(server_flags, None))
     args = parser.parse_args(argv)
     if args.replicas is not None and args.replicas < 1:
         parser.error("--replicas must be at least 1")
+    if args.grpc_port is not None:
+        parser.error("--grpc-port: the Ray path serves REST; gRPC is `make api`'s")
+    given = {d: v for d in server_flags if (v := getattr(args, d)) is not None and v is not False}
+    batch_settings(argparse.Namespace(**{**defaults, **given}), parser)  # as serve.api: exit 2
+    args.app_args = {d.replace("_", "-"): v for d, v in given.items() if d not in ("host", "port")}
     return args
 
 
@@ -74,17 +85,16 @@ def _run(command: list[str], env: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    app_args = {k: v for k, v in (("artifacts", args.artifacts), ("device", args.device)) if v}
     try:
         config = with_overrides(
-            load(args.config), args.host, args.port, app_args, args.replicas, args.replica_cpus
+            load(args.config), args.host, args.port, args.app_args, args.replicas, args.replica_cpus
         )
         check(config, str(args.config))
         app = config["applications"][0]
         checked = parse(server_argv(app.get("args", {})))  # bad args fail here, not in Ray
     except (ConfigError, AppArgsError) as exc:
         print(f"serve.ray_app: {exc}", file=sys.stderr)
-        return 1
+        return 2
     app["args"]["artifacts"] = checked.artifacts  # absolute: the cluster's cwd may differ
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="rowgen-serve-") as file:
         yaml.safe_dump(config, file, sort_keys=False)

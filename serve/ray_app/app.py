@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from rowgen.bundle import find_bundles
-from serve.api.flags import add_server_args, batch_settings
+from serve.api.flags import add_server_args, batch_settings, limits
 
 PROXY_FLAGS = ("host", "port", "grpc_port")  # set by the config's http_options
 
@@ -21,8 +21,15 @@ class AppArgsError(ValueError):
     """The config's `args` are not flags of `python -m serve.api`; the message says which."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """serve.api's flags, whose errors are raised (Serve reports them) rather than exiting."""
+
+    def error(self, message: str):
+        raise AppArgsError(f"args: {message}")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="serve.ray_app.app args", exit_on_error=False)
+    parser = _Parser(prog="serve.ray_app.app args", exit_on_error=False)
     add_server_args(parser)
     return parser
 
@@ -51,12 +58,16 @@ def server_argv(args: dict) -> list[str]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Parse and check flags as `python -m serve.api` does; AppArgsError names the bad one."""
+    parser = _parser()
     try:
-        parsed, unknown = _parser().parse_known_args(argv)
+        parsed, unknown = parser.parse_known_args(argv)
         if unknown:
             raise AppArgsError(f"not flags of `python -m serve.api`: {' '.join(unknown)}")
-        batch_settings(parsed)
-    except (argparse.ArgumentError, SystemExit) as exc:
+        parsed.batching = batch_settings(parsed, parser)
+        parsed.limits = limits(parsed)
+    except argparse.ArgumentError as exc:
+        raise AppArgsError(f"args: {exc}") from None
+    except SystemExit as exc:  # serve.api.flags.limits names the flag this way
         raise AppArgsError(f"args: {exc}") from None
     return parsed
 

@@ -15,51 +15,53 @@ from ray import serve
 from serve.ray_app.config import NODE_HEADER, REPLICA_HEADER
 
 
-def rest_app(models: list):
-    """`make api`'s REST application (serve.api.server) serving `models`, without a socket."""
-    from serve.api.protocol import kserve
-    from serve.api.server import V2Server, _RESTServer
-
-    server = V2Server()
-    server._register_and_check_atleast_one_model_is_ready(models)
-    rest = _RESTServer(
-        kserve.constants.FASTAPI_APP_IMPORT_STRING,
-        server.dataplane,
-        server.model_repository_extension,
-        0,  # no socket: Serve hands the app its requests
-        log_requests=False,
-        fast_json=True,
-    )
-    rest.create_application()  # on kserve's module-level app: one app per replica process
-    return kserve.model_server.app
-
-
 @serve.deployment
 @serve.ingress()
 class V2Ingress:
     """One replica: every bundle's v2 models behind `make api`'s REST app."""
 
     def __init__(self, argv: list[str]) -> None:
-        from serve.api.flags import batch_settings
         from serve.api.models import bundle_models
+        from serve.api.server import V2Server
         from serve.ray_app.app import parse
         from serve.runtime import load_models
 
-        args = parse(argv)
-        settings = batch_settings(args)
+        args = parse(argv)  # `python -m serve.api`'s flags, checked by its own parser
         found = load_models(args.artifacts, args.device)
-        self.models = [m for model in found.models.values() for m in bundle_models(model, settings)]
+        batching = args.batching
+        self.models = [m for model in found.models.values() for m in bundle_models(model, batching)]
+        self.server = V2Server.from_args(args)  # no socket: its REST app goes to Serve
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.node = ray.get_runtime_context().get_node_id()
 
     def __serve_build_asgi_app__(self):
-        app = rest_app(self.models)
-        headers = {NODE_HEADER: self.node, REPLICA_HEADER: self.replica}
+        from serve.api.protocol import kserve
 
-        @app.middleware("http")
-        async def name_the_replica(request, call_next):
-            response = await call_next(request)
-            response.headers.update(headers)
-            return response
-
+        # `make api`'s REST server for these models, its app handed to Serve instead of uvicorn.
+        # The app is kserve's module-level one: one app per replica process.
+        self.server.rest_server(self.models).create_application()
+        app = kserve.model_server.app
+        app.add_middleware(NameTheReplica, node=self.node, replica=self.replica)
         return app
+
+
+class NameTheReplica:
+    """ASGI middleware: every answer says which replica, on which Ray node, gave it."""
+
+    def __init__(self, app, node: str, replica: str) -> None:
+        self.app = app
+        self.headers = [
+            (NODE_HEADER.encode(), node.encode()),
+            (REPLICA_HEADER.encode(), replica.encode()),
+        ]
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def named(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *self.headers]
+            await send(message)
+
+        return await self.app(scope, receive, named)

@@ -6,6 +6,7 @@ training.json, nothing to export), `make eval` and `make bench` with no data or 
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -125,3 +126,31 @@ def test_training_json_that_is_not_an_object(tmp_path: Path, capsys) -> None:
     argv = ["--runs", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "artifacts")]
     assert export_main(argv) == 2
     _one_error_line(capsys, "not an object")
+
+
+SERVERS_WITHOUT_BUNDLES = {  # module -> argv; every server refuses an empty folder the same way
+    "serve.app.__main__": [],
+    "serve.api.__main__": ["--port", "0", "--grpc-port", "0"],
+    "serve.ray_app.__main__": [],
+    "serve.web": ["--port", "0"],
+    "bench.load": [],
+}
+
+
+@pytest.mark.parametrize("module", SERVERS_WITHOUT_BUNDLES)
+def test_no_bundles_is_exit_2_everywhere(module: str, tmp_path: Path, capsys) -> None:
+    """docs/cli.md's rule: 2 for a bad flag or bad input (no bundles is bad input)."""
+    main = importlib.import_module(module).main
+    argv = ["--artifacts", str(tmp_path / "empty"), *SERVERS_WITHOUT_BUNDLES[module]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "bundle" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["serve.api.__main__", "serve.ray_app.__main__"])
+@pytest.mark.parametrize("flag", ["--max-batch=0", "--max-queue=0", "--batch-wait-ms=-1"])
+def test_bad_batching_flag_is_a_usage_error(module: str, flag: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main([flag])
+    assert exit_.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
