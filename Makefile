@@ -1,9 +1,21 @@
-# rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
+# rowgen: every target creates .venv from pyproject.toml when it is missing or stale: serve, api,
+# web and load install the serving set only (no torch), the others the development set.
 # `make help` lists the targets; the `## ` comment after each target is its line there.
+# No telemetry from anything a target runs: onnxruntime's, gradio's, Hugging Face's.
+export ORT_DISABLE_TELEMETRY ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
+SERVE_STAMP := $(VENV)/.rowgen-serving
+comma := ,
+# The serving set: `serve`, `api` and `load` (make load's charts), plus onnxruntime's CUDA
+# runtime wheels where an NVIDIA driver is loaded. The development set (`dev`) holds it and adds
+# torch, onnx and the tools.
+SERVE_EXTRAS ?= serve,api,load$(if $(wildcard /proc/driver/nvidia/version),$(comma)cuda)
 
 CELLS ?= lstm
 MODE ?= stream
@@ -34,6 +46,9 @@ CLIENTS ?= 8
 GRPC_PORT ?= 8081
 ADDRESS ?=
 RAY_CONFIG ?= deploy/ray/serve.yaml
+IMAGE ?= rowgen:latest
+IMAGE_DEVICE ?= cpu
+BASE ?=
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
@@ -47,7 +62,7 @@ TRITON_ENV_STAMP := $(TRITON_ENV)/rowgen-triton-env.json
 # and the python backend's environment.
 TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER) $(TRITON_ENV_STAMP)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -55,6 +70,10 @@ help:  ## this list
 venv: $(STAMP)  ## create or update .venv from pyproject.toml (every target does this first)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
+# A current development set already holds the serving set.
+$(SERVE_STAMP): pyproject.toml
+	if [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
 
 train: $(STAMP)  ## train the stream LSTM into runs/<name>/ (CELLS=, EPOCHS=, DATA_DIR=)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
@@ -73,17 +92,17 @@ triton-serve: triton triton-env  ## Triton on artifacts/triton-python/: HTTP :80
 	$(BIN)/python -m export.triton.server --repository $(TRITON_PYTHON_OUT) --env $(TRITON_ENV) --host $(HOST) \
 		--http-port $(TRITON_HTTP_PORT) --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
-serve: $(STAMP)  ## the Gradio app on http://127.0.0.1:7860 (HOST=, PORT=, DEVICE=)
+serve: $(SERVE_STAMP)  ## the Gradio app on http://127.0.0.1:7860 (HOST=, PORT=, DEVICE=)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api api-ray: PORT = 8080
-api: $(STAMP)  ## the v2 (KServe) API: REST :8080, gRPC :8081
+api: $(SERVE_STAMP)  ## the v2 (KServe) API: REST :8080, gRPC :8081
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api-ray: $(STAMP)  ## the v2 API's REST on Ray Serve: serve run deploy/ray/serve.yaml (ADDRESS=)
 	$(BIN)/python -m serve.ray_app --config $(RAY_CONFIG) --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) $(if $(ADDRESS),--address $(ADDRESS))
 
-web: $(STAMP) $(WEB_NPM)  ## the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
+web: $(SERVE_STAMP) $(WEB_NPM)  ## the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
 $(WEB_NPM): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
@@ -116,7 +135,7 @@ classifier: $(STAMP)  ## the CNN whose features judge sampled completions
 eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (artifacts/eval/)
 	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-load: $(STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
+load: $(SERVE_STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
 attack: $(STAMP)  ## hostile requests against the v2 API on loopback, and what came back
@@ -130,6 +149,12 @@ lint: $(STAMP)  ## ruff and the import-linter layer contracts
 
 format: $(STAMP)  ## ruff's fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+image:  ## the serving container image, with podman (IMAGE=, IMAGE_DEVICE=cpu|cuda, BASE=)
+	deploy/image/build.sh --tag $(IMAGE) --device $(IMAGE_DEVICE) $(if $(BASE),--base $(BASE))
+
+image-test: $(STAMP)  ## build the image, run it, and check its answers (slow)
+	$(BIN)/python -m pytest -m slow tests/deploy/test_image.py $(PYTEST_ARGS)
 
 clean:  ## caches only: runs/ holds trained weights that may not be exported yet
 	rm -rf .pytest_cache .ruff_cache

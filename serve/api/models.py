@@ -47,10 +47,6 @@ BATCH_IMAGES = Histogram(
 )
 
 
-def step_model_name(bundle: str) -> str:
-    return bundle + contract.STEP_MODEL_SUFFIX
-
-
 def respond(request: InferRequest, model: str, specs: list[TensorSpec], arrays, **params):
     """An InferResponse with `arrays` as the `specs` outputs, binary where the request asked;
     InvalidInput if any output is not finite.
@@ -103,9 +99,9 @@ class ContractModel(kserve.Model):
 class CompleteModel(ContractModel):
     """`<bundle>`: image FP32 [-1, 28, 28] + known_rows INT64 [-1] -> completed, batched."""
 
-    def __init__(self, model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> None:
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         specs = contract.complete_inputs(), contract.complete_outputs()
-        super().__init__(model.name, *specs, batching)
+        super().__init__(name, *specs, batching)
         self.model = model
         self.batcher = MicroBatcher(model.complete, batching)
 
@@ -129,9 +125,9 @@ class CompleteModel(ContractModel):
 class StepModel(ContractModel):
     """`<bundle>_step`: one `step.onnx` call; the state comes in and goes back out."""
 
-    def __init__(self, model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> None:
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         specs = contract.step_inputs(model.config), contract.step_outputs(model.config)
-        super().__init__(step_model_name(model.name), *specs, batching)
+        super().__init__(name, *specs, batching)
         self.model = model
 
     def load(self) -> bool:
@@ -148,9 +144,9 @@ class StepModel(ContractModel):
 class SampleModel(ContractModel):
     """`<bundle>_sample`: one `sample.onnx` call; the noise comes in the request."""
 
-    def __init__(self, model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> None:
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         specs = contract.sample_inputs(model.config.noise_dim), contract.sample_outputs()
-        super().__init__(model.name + contract.SAMPLE_MODEL_SUFFIX, *specs, batching)
+        super().__init__(name, *specs, batching)
         self.model = model
 
     def load(self) -> bool:
@@ -169,12 +165,18 @@ class SampleModel(ContractModel):
         return respond(payload, self.name, self.outputs, [completed])
 
 
+# The v2 model class that serves each program of the contract.
+MODEL_CLASSES = {
+    contract.COMPLETE_ONNX: CompleteModel,
+    contract.STEP_ONNX: StepModel,
+    contract.SAMPLE_ONNX: SampleModel,
+}
+
+
 def bundle_models(model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> list:
-    """The v2 models of one bundle (contract.serving_names), loaded."""
-    models = [CompleteModel(model, batching), StepModel(model, batching)]
-    if model.config.stochastic:
-        models.append(SampleModel(model, batching))
-    assert [m.name for m in models] == list(contract.serving_names(model.name, model.config))
+    """The v2 models of one bundle, one per contract.serving_names entry, loaded."""
+    names = contract.serving_names(model.name, model.config)
+    models = [MODEL_CLASSES[program](name, model, batching) for name, program in names.items()]
     for m in models:
         m.load()
     return models

@@ -67,6 +67,16 @@ class CheckedDataPlane(DataPlane):
         super().__init__(model_registry=models)
         self.repository = repository
 
+    async def model_metadata(self, model_name: str) -> dict:
+        """kserve's metadata with `platform` (kserve leaves it empty) set as Triton names an ONNX
+        model's, plus the execution provider the session really uses: over REST and gRPC alike,
+        a client sees whether the GPU serves it."""
+        metadata = await super().model_metadata(model_name)
+        runtime = getattr(self.get_model_from_registry(model_name), "model", None)
+        if runtime is not None:
+            metadata["platform"] = f"onnxruntime_onnx ({runtime.providers[0]})"
+        return metadata
+
     def decode_inference_request(self, body, headers, model_name):
         if isinstance(body, bytes):  # rowgen's route, or a body kserve's could not parse
             return rest_request(body, headers.get(HEADER_LENGTH), model_name)
