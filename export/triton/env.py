@@ -113,6 +113,7 @@ def make_env(env: Path, python: str, install: Install) -> list[str]:
     stamp = _stamp(env)
     wanted = {"python": PYTHON, "packages": PACKAGES, "rowgen": core_digest()}
     if stamp == wanted:
+        (env / STAMP).touch()  # newer than rowgen/ again: make sees it is current
         return [*done, f"{env} is up to date"]
     if (stamp.get("python"), stamp.get("packages")) != (PYTHON, PACKAGES):
         _new_venv(env, python)

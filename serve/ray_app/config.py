@@ -57,12 +57,11 @@ def load(path: Path = CONFIG) -> dict:
 
 def check(config: dict, where: str = str(CONFIG)) -> None:
     """Raise ConfigError unless Ray's own schema accepts `config`."""
-    from pydantic import ValidationError
     from ray.serve.schema import ServeDeploySchema
 
     try:
         ServeDeploySchema.model_validate(config)
-    except ValidationError as exc:
+    except ValueError as exc:  # pydantic's ValidationError, which lists every bad field
         raise ConfigError(f"{where}: not a Serve config Ray accepts:\n{exc}") from None
 
 
