@@ -169,12 +169,15 @@ class TritonPythonModel:
             }
             problem = _problem(arrays, self.inputs[0].name)
             feeds = list(arrays.values())
-            if problem is None and self.sequences is not None:
-                start = bool(request.flags() & START)
-                try:
-                    feeds += self.sequences.state(request.correlation_id(), start, len(feeds[0]))
-                except SequenceError as exc:
-                    problem = str(exc)
+            if self.sequences is not None:
+                sequence, start = request.correlation_id(), bool(request.flags() & START)
+                if problem is not None and start:  # a refused START: nothing to continue from
+                    self.sequences.update(sequence, [], end=True, now=now)
+                elif problem is None:
+                    try:
+                        feeds += self.sequences.state(sequence, start, len(feeds[0]))
+                    except SequenceError as exc:
+                        problem = str(exc)
             if problem is None:
                 accepted.append((i, feeds))
             else:

@@ -233,6 +233,15 @@ def test_bad_requests_get_4xx_and_spare_their_batch(server: Running) -> None:
     with ThreadPoolExecutor(8) as pool:
         codes = [code for code, _ in pool.map(lambda b: post(server, TINY_SAMPLER, b), bodies)]
     assert codes == [200] * 7 + [400]
+    # A refused START leaves nothing to continue from, not the ID's earlier state.
+    conn = client(httpclient, server)
+    good, bad = (tensors(httpclient, {row: np.full((1, 28), v, np.float32)}) for v in (0.5, 2.0))
+    conn.infer(STEP, good, sequence_id=55, sequence_start=True)
+    with pytest.raises(InferenceServerException, match="pixels"):
+        conn.infer(STEP, bad, sequence_id=55, sequence_start=True)
+    with pytest.raises(InferenceServerException, match="no state here"):
+        conn.infer(STEP, good, sequence_id=55)
+    conn.close()
 
 
 def test_the_server_stops_cleanly(server: Running) -> None:
