@@ -35,12 +35,17 @@ STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
 TRITON_OUT ?= $(ARTIFACTS)/triton
+TRITON_PYTHON_OUT ?= $(TRITON_OUT)-python
+TRITON_ENV ?= build/triton-env
+TRITON_HTTP_PORT ?= 8000
+TRITON_GRPC_PORT ?= 8001
+TRITON_METRICS_PORT ?= 8002
 FUZZ_EXAMPLES ?= 5000
 MINUTES ?= 10
 CLIENTS ?= 8
 GRPC_PORT ?= 8081
 ADDRESS ?=
-REPLICAS ?= 2
+RAY_CONFIG ?= deploy/ray/serve.yaml
 IMAGE ?= rowgen:latest
 IMAGE_DEVICE ?= cpu
 BASE ?=
@@ -52,10 +57,12 @@ DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 WEB_NPM := web/node_modules/.package-lock.json
 NODE_NPM := examples/node/node_modules/.package-lock.json
 TRITONSERVER := build/pytriton/pytriton/tritonserver/bin/tritonserver
-# What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's core.
-TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER)
+TRITON_ENV_STAMP := $(TRITON_ENV)/rowgen-triton-env.json
+# What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's server
+# and the python backend's environment.
+TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER) $(TRITON_ENV_STAMP)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots attack image image-test
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -74,8 +81,16 @@ train: $(STAMP)  ## train the stream LSTM and its flow sampler into runs/<name>/
 export: $(STAMP)  ## validate and publish runs/<name>/ as a bundle in artifacts/<name>/
 	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
-triton: $(STAMP)  ## a Triton model repository of the bundles in artifacts/triton/
-	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
+triton: $(STAMP)  ## Triton model repositories: artifacts/triton/ (onnxruntime), artifacts/triton-python/
+	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) --python-out $(TRITON_PYTHON_OUT) $(NAMES)
+
+triton-env: $(TRITON_ENV_STAMP)  ## the python backend's Python: numpy 1.26, onnxruntime, rowgen/
+$(TRITON_ENV_STAMP): $(TRITONSERVER) $(wildcard rowgen/*.py)
+	$(BIN)/python -m export.triton.env --out $(TRITON_ENV)
+
+triton-serve: triton triton-env  ## Triton on artifacts/triton-python/: HTTP :8000, gRPC :8001, metrics :8002
+	$(BIN)/python -m export.triton.server --repository $(TRITON_PYTHON_OUT) --env $(TRITON_ENV) --host $(HOST) \
+		--http-port $(TRITON_HTTP_PORT) --grpc-port $(TRITON_GRPC_PORT) --metrics-port $(TRITON_METRICS_PORT)
 
 serve: $(SERVE_STAMP)  ## the Gradio app on http://127.0.0.1:7860 (HOST=, PORT=, DEVICE=)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
@@ -84,8 +99,8 @@ api api-ray: PORT = 8080
 api: $(SERVE_STAMP)  ## the v2 (KServe) API: REST :8080, gRPC :8081
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
-api-ray: $(STAMP)  ## the v2 API on Ray Serve replicas (REPLICAS=, ADDRESS=)
-	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
+api-ray: $(STAMP)  ## the v2 API's REST on Ray Serve: serve run deploy/ray/serve.yaml (ADDRESS=)
+	$(BIN)/python -m serve.ray_app --config $(RAY_CONFIG) --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) $(if $(ADDRESS),--address $(ADDRESS))
 
 web: $(SERVE_STAMP) $(WEB_NPM)  ## the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)

@@ -1,5 +1,6 @@
 """Load figures, side by side in one run: the Gradio app, the v2 API (REST JSON, REST binary,
-gRPC) and the v2 API on Ray Serve, at 8 and 64 clients, 1 and 64 images per request: `make load`.
+gRPC), the v2 API on Ray Serve and Triton (python backend: REST JSON, REST binary, gRPC), at 8
+and 64 clients, 1 and 64 images per request: `make load`.
 
     python -m bench.load [--artifacts artifacts] [--model lstm] [--seconds 20] [--paths ...]
 
@@ -22,14 +23,16 @@ import numpy as np
 
 from bench import load_clients as clients
 from bench import load_report as report
-from bench.servers import batch_counters, rss_mib, settle, start
+from bench.servers import batch_counters, rss_mib, settle, start, start_triton
 from rowgen.bundle import find_bundles
 from rowgen.pictures import completion_grid
 from serve.app.gallery import load_gallery
 
 KNOWN_ROWS = 14
-PATHS = ("gradio", "rest-json", "rest-binary", "grpc", "ray-rest-json")
-SERVER_OF = {"gradio": "gradio", "ray-rest-json": "ray"}  # every other path: "v2"
+TRITON_PATHS = ("triton-rest-json", "triton-rest-binary", "triton-grpc")
+PATHS = ("gradio", "rest-json", "rest-binary", "grpc", "ray-rest-json", *TRITON_PATHS)
+SERVER_OF = {"gradio": "gradio", "ray-rest-json": "ray"} | dict.fromkeys(TRITON_PATHS, "triton")
+SERVERS = ("gradio", "v2", "ray", "triton")  # every other path's server: "v2"
 KSERVE_AS_IS = ["--kserve-json", "--event-loop", "asyncio"]
 TUNING = (  # (label, serve.api flags): kserve's defaults first, then each change we made on top
     (
@@ -68,9 +71,11 @@ def requests(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def run_cell(path: str, server, model: str, n_clients: int, images: int, seconds: float, tmp):
     image, known_rows = requests(images)
+    if server.kind == "triton":  # a per-image scalar as Triton's batching models take it: [B, 1]
+        known_rows = known_rows[:, None]
     if path == "gradio":
         return clients.run_gradio(server.base + "/", image[0], KNOWN_ROWS, n_clients, seconds)
-    if path == "grpc":
+    if path.endswith("grpc"):
         url = f"127.0.0.1:{server.grpc_port}"
         return clients.run_grpc(url, model, image, known_rows, n_clients, seconds)
     body, header = clients.v2_bodies(image, known_rows, tmp)[
@@ -113,9 +118,10 @@ def api_picture(server, model: str, out: Path) -> None:
 
 
 def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, servers: dict) -> None:
-    # Ray starts here with this machine's CPUs: two replicas per bundle must fit in them
-    flags = ["--replicas", "2", "--replica-cpus", "0.5"] if kind == "ray" else []
-    server = start(kind, args.artifacts, args.device, tmp, flags)
+    if kind == "triton":
+        server = start_triton(args.artifacts, args.model, tmp)
+    else:  # Ray: deploy/ray/serve.yaml as `make api-ray` runs it (its replicas, its autoscaling)
+        server = start(kind, args.artifacts, args.device, tmp, [])
     try:
         servers[kind] = {"rss_mib_before": rss_mib(server)}
         for path in paths:
@@ -144,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        for kind in ("gradio", "v2", "ray"):
+        for kind in SERVERS:
             paths = [p for p in args.paths if SERVER_OF.get(p, "v2") == kind]
             if paths:
                 run_server(kind, paths, args, tmp, cells, servers)

@@ -17,6 +17,9 @@ LABELS = {
     "rest-binary": "v2 REST, binary tensors",
     "grpc": "v2 gRPC",
     "ray-rest-json": "Ray Serve, v2 REST JSON",
+    "triton-rest-json": "Triton (python backend), REST JSON",
+    "triton-rest-binary": "Triton (python backend), REST binary tensors",
+    "triton-grpc": "Triton (python backend), gRPC",
 }
 HEADLINE = ("rest-json", 8, 1)  # the target: v2 REST, single-image JSON, 8 clients
 
@@ -38,6 +41,12 @@ def targets(cells: list[dict]) -> dict:
         checks["rest_json_8_clients_p99_ms"] = head["p99_ms"]
         checks["p99_at_most_50ms"] = head["p99_ms"] is not None and head["p99_ms"] <= 50
         checks["rest_json_8_clients_errors"] = head["errors"] + head["refused_503"]
+    for path, name in (("ray-rest-json", "ray"), ("triton-rest-json", "triton")):
+        other = by_key.get((path, 8, 1))
+        if head and other and head["completions_per_s"]:  # the same run, the same machine
+            ratio = other["completions_per_s"] / head["completions_per_s"]
+            checks[f"{name}_vs_rest_json_8_clients"] = round(ratio, 2)
+            checks[f"{name}_8_clients_errors"] = other["errors"]
     at64 = [c for c in cells if c["clients"] == 64 and c["path"] != "gradio"]
     checks["errors_at_64_clients_besides_503"] = sum(c["errors"] for c in at64)
     return checks

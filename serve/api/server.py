@@ -174,10 +174,11 @@ class V2Server(kserve.ModelServer):
             repository=args.enable_model_repository,
         )
 
-    def start(self, models: list) -> None:
-        """Serve `models` until a signal stops the server (kserve's start, with our bindings)."""
+    def rest_server(self, models: list) -> _RESTServer:
+        """`models` registered, and the REST server that answers for them: `start` runs it;
+        serve.ray_app.ingress hands its app (`create_application`) to Ray Serve instead."""
         self._register_and_check_atleast_one_model_is_ready(models)
-        self._rest_server = _RESTServer(
+        server = _RESTServer(
             kserve.constants.FASTAPI_APP_IMPORT_STRING,
             self.dataplane,
             self.model_repository_extension,
@@ -190,7 +191,12 @@ class V2Server(kserve.ModelServer):
             limits=self.limits,
             repository=self.repository,
         )
-        self._rest_server.config.host = self.host
+        server.config.host = self.host
+        return server
+
+    def start(self, models: list) -> None:
+        """Serve `models` until a signal stops the server (kserve's start, with our bindings)."""
+        self._rest_server = self.rest_server(models)
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
             self._grpc_server = BoundGRPCServer(

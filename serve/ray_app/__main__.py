@@ -1,150 +1,110 @@
-"""The v2 API scaled out on Ray Serve: `make api-ray`.
+"""The v2 API on Ray Serve, run from deploy/ray/serve.yaml with `serve run`: `make api-ray`.
 
-    python -m serve.ray_app --address auto --replicas 4 --artifacts artifacts
+    python -m serve.ray_app [--config deploy/ray/serve.yaml] [--port 8080] [--address auto]
 
-This process runs the v2 front (kserve's server, REST and gRPC, as `make api`); every bundle is a
-Ray Serve deployment whose replicas hold the same `CompleteModel`/`StepModel` as `make api`,
-each with its own micro-batcher, on whichever nodes of the Ray cluster have room. `--address`
-joins a running cluster (default: start one here); `--replicas N`, or `--min-replicas` and
-`--max-replicas` for Serve's autoscaling; one GPU per replica when the cluster has GPUs. Every
-node must see the bundles at the same `--artifacts` path. Torch-free; needs the `ray` extra.
+Ray Serve's own way in: an HTTP proxy on every node of the cluster (Serve's HAProxy mode) sends
+each request straight to one of the `V2Ingress` replicas (serve.ray_app.ingress), each of which
+answers v2 REST itself with `make api`'s app: the same protocol, codec, checks and errors, every
+bundle's models and micro-batchers in each replica. No process sits in front of all requests, so
+nodes add ingress as well as replicas. Not a kserve front per node: that front would decode each
+request and hand it to a replica through a Serve handle, a second Python hop per request, which
+measured a fifth of `make api`'s throughput here; gRPC is served by `make api` only (Serve's gRPC
+proxy would need the KServe servicer rebuilt on Serve's calling convention).
+
+This runs `serve run` on the config: as it is, or with the flags given replacing its fields (the
+flags of `python -m serve.api`; checked, with Ray's own schema, before Serve sees them), in a
+cluster started here with serve.ray_app.config's CLUSTER_ENV, or one joined with `--address`
+(started with that environment). Replicas and autoscaling are the config's. A bad flag or config
+exits 2. Torch-free; needs the `ray` extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from rowgen.bundle import find_bundles
+import yaml
+
 from serve.api.flags import add_server_args, batch_settings
-from serve.batching import BatchSettings
-
-NODE_PARAMETER = "ray_node_id"  # response parameter: the Ray node of the replica that served it
-
-
-class BundleReplica:
-    """One replica: a bundle's two v2 models, as `make api` serves them, on this Ray node."""
-
-    def __init__(self, bundle: str, device: str, batching: BatchSettings) -> None:
-        import ray
-
-        from serve.api.models import bundle_models
-        from serve.runtime import OrtModel
-
-        self.models = {m.name: m for m in bundle_models(OrtModel(bundle, device), batching)}
-        self.node_id = ray.get_runtime_context().get_node_id()
-
-    def names(self) -> list[str]:
-        """The v2 model names this replica serves (contract.serving_names)."""
-        return list(self.models)
-
-    def metadata(self, name: str) -> tuple[list[dict], list[dict]]:
-        model = self.models[name]
-        return model.get_input_types(), model.get_output_types()
-
-    async def infer(self, name: str, request, headers: dict | None):
-        """(response, headers), or a refusal as data (see serve.ray_app.front)."""
-        from serve.ray_app.front import refusal
-
-        try:
-            response, response_headers = await self.models[name](request, headers)
-        except Exception as exc:
-            if (refused := refusal(exc)) is None:
-                raise
-            return refused
-        response.parameters = {**(response.parameters or {}), NODE_PARAMETER: self.node_id}
-        return response, response_headers
+from serve.ray_app.app import AppArgsError, parse, server_argv
+from serve.ray_app.config import CLUSTER_ENV, CONFIG, REPO, ConfigError, check, load, with_overrides
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m serve.ray_app", description="the v2 API on Ray Serve replicas"
+        prog="python -m serve.ray_app", description=__doc__.split("\n")[0]
     )
+    parser.add_argument("--config", type=Path, default=CONFIG, help="a Serve config file")
+    parser.add_argument("--address", help="a running Ray cluster to join (auto, or host:port)")
+    parser.add_argument("--replicas", type=int, help="a fixed replica count, no autoscaling")
+    parser.add_argument("--replica-cpus", type=float, help="CPUs each replica reserves")
+    # `python -m serve.api`'s flags: each one given replaces its field of the config (--host and
+    # --port: http_options; the others: the application's args), the rest stay the config's.
     add_server_args(parser)
-    parser.add_argument("--address", help="a Ray cluster to join (auto, or host:port)")
-    parser.add_argument("--replicas", type=int, default=1, help="replicas per bundle")
-    parser.add_argument("--min-replicas", type=int, help="autoscale from this many ...")
-    parser.add_argument("--max-replicas", type=int, help="... to this many replicas per bundle")
-    parser.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs each replica takes")
-    parser.add_argument(
-        "--replica-gpus", type=float, help="GPUs per replica (default: 1 if the cluster has GPUs)"
-    )
+    defaults = vars(parser.parse_args([]))
+    server_flags = [
+        dest for dest in defaults if dest not in ("config", "address", "replicas", "replica_cpus")
+    ]
+    parser.set_defaults(**dict.fromkeys(server_flags, None))
     args = parser.parse_args(argv)
-    if (args.min_replicas is None) != (args.max_replicas is None):
-        parser.error("--min-replicas and --max-replicas go together")
-    if args.min_replicas is not None and not 0 < args.min_replicas <= args.max_replicas:
-        parser.error("autoscaling needs 0 < --min-replicas <= --max-replicas")
-    args.batching = batch_settings(args, parser)
+    if args.replicas is not None and args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    if args.grpc_port is not None:
+        parser.error("--grpc-port: the Ray path serves REST; gRPC is `make api`'s")
+    given = {d: v for d in server_flags if (v := getattr(args, d)) is not None and v is not False}
+    batch_settings(argparse.Namespace(**{**defaults, **given}), parser)  # as serve.api: exit 2
+    args.app_args = {d.replace("_", "-"): v for d, v in given.items() if d not in ("host", "port")}
     return args
 
 
-def deployment_options(args: argparse.Namespace, gpus: float, batching: BatchSettings) -> dict:
-    """Serve options: replica count or autoscaling bounds, resources, and bounded queues."""
-    options: dict = {
-        "ray_actor_options": {"num_cpus": args.replica_cpus, "num_gpus": gpus},
-        # A replica takes enough requests at once to fill its batches; callers beyond that wait
-        # in a bounded queue at the front, then get BackPressureError (answered 503).
-        "max_ongoing_requests": batching.max_queue + batching.max_batch,
-        "max_queued_requests": batching.max_queue,
-    }
-    if args.min_replicas is not None:
-        options["autoscaling_config"] = {
-            "min_replicas": args.min_replicas,
-            "max_replicas": args.max_replicas,
-            "target_ongoing_requests": batching.max_batch,
-        }
-    else:
-        options["num_replicas"] = args.replicas
-    return options
+def _default_sigint() -> None:
+    """In the child before it starts: Ctrl-C as Python handles it, even when this process was
+    started with SIGINT ignored (a shell's background job), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def deploy(args: argparse.Namespace, batching: BatchSettings) -> dict[str, object]:
-    """One Serve application per bundle; the handles by bundle name."""
-    import ray
-    from ray import serve
+def _run(command: list[str], env: dict[str, str]) -> int:
+    """`serve run` in its own session; Ctrl-C or SIGTERM here reaches it once, as Ctrl-C, on
+    which it shuts Serve down and stops the cluster it started."""
+    child = subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_default_sigint)
 
-    ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
-    has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-    gpus = args.replica_gpus if args.replica_gpus is not None else float(has_gpus)
-    serve.start(proxy_location="Disabled")  # the v2 front below is the only way in
-    options = deployment_options(args, gpus, batching)
-    bundles = find_bundles(args.artifacts)
-    need = len(bundles) * (args.min_replicas or args.replicas) * args.replica_cpus
-    if need > (have := ray.cluster_resources().get("CPU", 0)):
-        print(
-            f"serve.ray_app: waiting: {len(bundles)} bundles' replicas need {need:g} CPUs and "
-            f"the cluster has {have:g} (Ray's autoscaler may add nodes; else pass "
-            "--replica-cpus, --replicas or --address of a larger cluster)",
-            file=sys.stderr,
-            flush=True,
-        )
-    handles = {}
-    for path in bundles:
-        replica = serve.deployment(BundleReplica, name=path.name).options(**options)
-        app = replica.bind(str(path.resolve()), args.device, batching)
-        handles[path.name] = serve.run(app, name=path.name, route_prefix=None)
-    return handles
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        child.send_signal(signal.SIGINT)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return child.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    batching = args.batching
-    if not find_bundles(args.artifacts):
-        print(f"serve.ray_app: no bundles under {Path(args.artifacts)}", file=sys.stderr)
+    try:
+        config = with_overrides(
+            load(args.config), args.host, args.port, args.app_args, args.replicas, args.replica_cpus
+        )
+        check(config, str(args.config))
+        app = config["applications"][0]
+        checked = parse(server_argv(app.get("args", {})))  # bad args fail here, not in Ray
+    except (ConfigError, AppArgsError) as exc:
+        print(f"serve.ray_app: {exc}", file=sys.stderr)
         return 2
-    from serve.api.server import V2Server, busy_port  # kserve, once the flags are parsed
-
-    if message := busy_port(args.host, {"--port": args.port, "--grpc-port": args.grpc_port}):
-        print(f"serve.ray_app: {message}", file=sys.stderr)
-        return 2
-    from serve.ray_app.front import front_models
-
-    handles = deploy(args, batching)
-    served = front_models(handles)
-    print(f"serve.ray_app: {', '.join(m.name for m in served)} on Ray Serve", flush=True)
-    V2Server.from_args(args).start(served)
-    return 0
+    app["args"]["artifacts"] = checked.artifacts  # absolute: the cluster's cwd may differ
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="rowgen-serve-") as file:
+        yaml.safe_dump(config, file, sort_keys=False)
+        file.flush()
+        command = [sys.executable, "-m", "ray.serve.scripts", "run", file.name]
+        command += ["--app-dir", str(REPO), *(["--address", args.address] if args.address else [])]
+        http = config["http_options"]
+        print(f"serve.ray_app: serve run {args.config}: http://{http['host']}:{http['port']}/v2")
+        sys.stdout.flush()
+        return _run(command, {**os.environ, **CLUSTER_ENV})
 
 
 if __name__ == "__main__":

@@ -101,14 +101,15 @@ def test_a_bad_temperature_is_named(server: Running, sampler: OrtModel, temperat
 
 
 def test_triton_repository_has_the_sample_model(tiny_sampler_bundles: Path, tmp_path) -> None:
-    from export import triton
-    from export.triton_check import read_config
+    from export.triton.__main__ import main
+    from export.triton.check import read_config
+    from export.triton.repository import CONFIG
 
     out = tmp_path / "triton"
-    assert triton.main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out)]) == 0
+    assert main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert names == sorted(["gru", "gru_step", TINY_SAMPLER, TINY_SAMPLER + "_step", SAMPLE_MODEL])
-    config = read_config(out / SAMPLE_MODEL / triton.CONFIG)  # checked against its ONNX on write
+    config = read_config(out / SAMPLE_MODEL / CONFIG)  # checked against its ONNX on write
     noise_dim = open_bundle(tiny_sampler_bundles / TINY_SAMPLER).config.noise_dim
     assert [i.name for i in config.input] == [s.name for s in contract.sample_inputs(noise_dim)]
     bundle_file = (tiny_sampler_bundles / TINY_SAMPLER / contract.SAMPLE_ONNX).read_bytes()

@@ -1,9 +1,10 @@
-"""The Triton model repository (`make triton`): schema, ONNX agreement, state wiring, safe writes.
+"""The Triton model repositories (`make triton`): schema, ONNX agreement, state wiring, safe writes.
 
-No Triton server serves the models here: each config is parsed with Triton's own schema, held
-against its ONNX file, loaded by Triton's own server core up to the onnxruntime backend it lacks
-(the binary `.ci/get-tritonserver` fetches), and the step model is driven with onnxruntime the
-way Triton's implicit state would drive it.
+The onnxruntime-backend repository cannot be served here: each config is parsed with Triton's own
+schema, held against its ONNX file, loaded by Triton's own server core up to the onnxruntime
+backend it lacks (the binary `.ci/get-tritonserver` fetches), and the step model is driven with
+onnxruntime the way Triton's implicit state would drive it. The python-backend repository is
+checked here as files; tests/export/test_triton_server.py serves it.
 """
 
 from __future__ import annotations
@@ -23,12 +24,21 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from export import triton, triton_check
-from export.triton_check import Graph, TritonConfigError, check_model_dir, problems, read_config
+from export.triton import configs, repository
+from export.triton.__main__ import main
+from export.triton.check import (
+    Graph,
+    TritonConfigError,
+    check_model_dir,
+    check_python_model_dir,
+    problems,
+    read_config,
+)
+from export.triton.server import Install
 from rowgen import contract
 from rowgen.bundle import find_bundles, open_bundle
 from rowgen.config import ModelConfig
-from tests.conftest import REPO, TINY_CONFIGS
+from tests.conftest import TINY_CONFIGS
 
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
 
@@ -36,7 +46,7 @@ ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.
 @pytest.fixture(scope="module")
 def repo(tiny_bundles: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("repo") / "triton"
-    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(out)]) == 0
+    assert main(["--artifacts", str(tiny_bundles), "--out", str(out)]) == 0
     return out
 
 
@@ -45,7 +55,7 @@ def _models(repo: Path) -> list[Path]:
 
 
 def _configs(repo: Path) -> list[Path]:
-    return [c for m in _models(repo) for c in (m / triton.CONFIG, m / triton.CPU_CONFIG)]
+    return [c for m in _models(repo) for c in (m / repository.CONFIG, m / repository.CPU_CONFIG)]
 
 
 def _parse(path: Path) -> mc.ModelConfig:
@@ -72,7 +82,7 @@ def test_every_config_parses_with_tritons_schema(repo: Path) -> None:
     assert len(configs) == 2 * len(TINY_CONFIGS) * 2
     for path in configs:
         config = _parse(path)
-        model = path.parent if path.name == triton.CONFIG else path.parent.parent
+        model = path.parent if path.name == repository.CONFIG else path.parent.parent
         assert config.name == model.name, path
         assert config.backend == "onnxruntime" and config.max_batch_size > 0, path
         kinds = {g.kind for g in config.instance_group}
@@ -81,7 +91,7 @@ def test_every_config_parses_with_tritons_schema(repo: Path) -> None:
 
 
 def test_a_config_with_an_unknown_field_or_value_is_rejected(repo: Path, tmp_path: Path) -> None:
-    text = (repo / "lstm" / triton.CONFIG).read_text()
+    text = (repo / "lstm" / repository.CONFIG).read_text()
     for bad in (text + "max_batch: 8\n", text.replace("KIND_GPU", "KIND_TPU")):
         (tmp_path / "bad.pbtxt").write_text(bad)
         with pytest.raises(text_format.ParseError):
@@ -93,7 +103,7 @@ def test_a_config_with_an_unknown_field_or_value_is_rejected(repo: Path, tmp_pat
 def test_configs_agree_with_their_onnx_files(repo: Path) -> None:
     for path in _configs(repo):
         config = _parse(path)
-        model = path.parent if path.name == triton.CONFIG else path.parent.parent
+        model = path.parent if path.name == repository.CONFIG else path.parent.parent
         graph = onnx.load(str(model / "1" / "model.onnx")).graph
         inputs = {v.name: v for v in graph.input}
         outputs = {v.name: v for v in graph.output}
@@ -117,13 +127,13 @@ def test_configs_agree_with_their_onnx_files(repo: Path) -> None:
 def test_configs_use_the_contracts_names(repo: Path, tiny_bundles: Path) -> None:
     for name in TINY_CONFIGS:
         config = open_bundle(tiny_bundles / name).config
-        done = _parse(repo / name / triton.CONFIG)
+        done = _parse(repo / name / repository.CONFIG)
         assert [i.name for i in done.input] == [s.name for s in contract.complete_inputs()]
         assert [o.name for o in done.output] == [s.name for s in contract.complete_outputs()]
         known_rows = done.input[1]
         assert list(known_rows.dims) == [1] and known_rows.HasField("reshape")
         assert not known_rows.reshape.shape  # clients send [B, 1]; the graph gets [B]
-        step = _parse(repo / (name + contract.STEP_MODEL_SUFFIX) / triton.CONFIG)
+        step = _parse(repo / (name + contract.STEP_MODEL_SUFFIX) / repository.CONFIG)
         ins, outs = contract.step_inputs(config), contract.step_outputs(config)
         assert [i.name for i in step.input] == [ins[0].name]
         assert [o.name for o in step.output] == [outs[0].name]
@@ -134,13 +144,75 @@ def test_configs_use_the_contracts_names(repo: Path, tiny_bundles: Path) -> None
 
 
 def test_model_files_are_the_bundles_bytes(repo: Path, tiny_bundles: Path) -> None:
-    sources = json.loads((repo / triton.MARKER).read_text())["models"]
+    sources = json.loads((repo / repository.MARKER).read_text())["models"]
     for name in TINY_CONFIGS:
         for model, file in ((name, contract.COMPLETE_ONNX), (name + "_step", contract.STEP_ONNX)):
             data = (repo / model / "1" / "model.onnx").read_bytes()
             assert data == (tiny_bundles / name / file).read_bytes(), model
             listed = open_bundle(tiny_bundles / name).manifest["files"][file]
             assert sources[model]["sha256"] == listed["sha256"], model
+
+
+@pytest.fixture(scope="module")
+def python_repo(repo: Path) -> Path:
+    return repo.with_name(repo.name + "-python")  # written beside it by the same `main` call
+
+
+def test_the_python_repository_serves_the_same_models(repo: Path, python_repo: Path) -> None:
+    assert {m.name for m in _models(python_repo)} == {m.name for m in _models(repo)}
+    assert json.loads((python_repo / repository.MARKER).read_text())["backend"] == "python"
+    for model in _models(python_repo):
+        config = _parse(model / repository.CONFIG)
+        onnxruntime_config = _parse(repo / model.name / repository.CONFIG)
+        assert config == configs.python_variant(onnxruntime_config), model.name
+        assert config.backend == "python" and not config.sequence_batching.state
+        assert {g.kind for g in config.instance_group} == {mc.ModelInstanceGroup.KIND_CPU}
+        assert config.input == onnxruntime_config.input  # clients send the same requests
+        assert sorted(p.name for p in model.iterdir()) == ["1", "config.pbtxt"]
+        version = model / "1"
+        assert (version / "model.py").read_bytes() == repository.MODEL_SOURCE.read_bytes()
+        (copy,) = find_bundles(version)  # one bundle, the one whose serving name this is
+        assert model.name in contract.serving_names(copy.name, open_bundle(copy).config)
+        check_python_model_dir(model)
+
+
+def test_the_python_models_carry_the_bundles_verified_files(
+    python_repo: Path, tiny_bundles: Path
+) -> None:
+    for name in TINY_CONFIGS:
+        for model in contract.serving_names(name, open_bundle(tiny_bundles / name).config):
+            copy = open_bundle(python_repo / model / "1" / name)
+            original = open_bundle(tiny_bundles / name)
+            assert copy.manifest == original.manifest, model
+            assert copy.blobs == original.blobs, model
+
+
+def test_the_python_checker_catches_what_would_not_load(python_repo: Path, tmp_path: Path) -> None:
+    model = tmp_path / "lstm_step"
+    shutil.copytree(python_repo / "lstm_step", model)
+    good = _parse(model / repository.CONFIG)
+    breakages = {
+        "implicit state": lambda c: c.sequence_batching.state.add(input_name="h"),
+        "not in the graph": lambda c: setattr(c.input[0], "name", "pixels"),
+        "expected 'python'": lambda c: setattr(c, "backend", "onnxruntime"),
+        "config dims": lambda c: c.input[0].dims.append(2),
+    }
+    for needle, breakage in breakages.items():
+        config = mc.ModelConfig()
+        config.CopyFrom(good)
+        breakage(config)
+        (model / repository.CONFIG).write_text(configs.render(config))
+        with pytest.raises(TritonConfigError, match=needle):
+            check_python_model_dir(model)
+    (model / repository.CONFIG).write_text(configs.render(good))
+    check_python_model_dir(model)
+    with open(model / "1" / "lstm" / contract.STEP_ONNX, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(TritonConfigError, match=r"step\.onnx"):
+        check_python_model_dir(model)
+    (model / "1" / "model.py").unlink()
+    with pytest.raises(TritonConfigError, match=r"model\.py is missing"):
+        check_python_model_dir(model)
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -168,13 +240,13 @@ def test_step_model_with_implicit_state_reproduces_the_complete_model(repo: Path
     images = rng.random((3, contract.IMAGE_SIZE, contract.IMAGE_SIZE), dtype=np.float32)
     known = np.array([[1], [14], [27]], np.int64)  # as a client sends it: dims [1] per sample
     for name in TINY_CONFIGS:
-        done_config = _parse(repo / name / triton.CONFIG)
+        done_config = _parse(repo / name / repository.CONFIG)
         reshaped = known.reshape(-1, *done_config.input[1].reshape.shape)  # Triton's reshape
         done = _session(repo / name / "1" / "model.onnx")
         (expected,) = done.run(None, {"image": images, "known_rows": reshaped})
         step_dir = repo / (name + contract.STEP_MODEL_SUFFIX)
         step = _session(step_dir / "1" / "model.onnx")
-        step_config = _parse(step_dir / triton.CONFIG)
+        step_config = _parse(step_dir / repository.CONFIG)
         pairs = zip(images, known[:, 0], strict=True)
         got = np.stack([_triton_sequence(step, step_config, im, k) for im, k in pairs])
         diff = float(np.abs(got - expected).max())
@@ -183,7 +255,7 @@ def test_step_model_with_implicit_state_reproduces_the_complete_model(repo: Path
 
 def test_the_checker_catches_what_triton_would_refuse(repo: Path) -> None:
     graph = Graph.load(repo / "lstm_step" / "1" / "model.onnx")
-    good = _parse(repo / "lstm_step" / triton.CONFIG)
+    good = _parse(repo / "lstm_step" / repository.CONFIG)
     breakages = {
         "state dims": lambda c: c.sequence_batching.state[0].dims.append(1),
         "initial_state needs a name": lambda c: (
@@ -208,19 +280,19 @@ def test_the_checker_catches_what_triton_would_refuse(repo: Path) -> None:
 def test_rewrite_replaces_the_repository_whole(tiny_bundles: Path, tmp_path: Path) -> None:
     out = tmp_path / "triton"
     args = ["--artifacts", str(tiny_bundles), "--out", str(out)]
-    assert triton.main([*args, "lstm", "gru"]) == 0
-    first = (out / "lstm" / triton.CONFIG).read_text()
-    assert triton.main([*args, "lstm"]) == 0  # NAMES selects exactly what the repository serves
+    assert main([*args, "lstm", "gru"]) == 0
+    first = (out / "lstm" / repository.CONFIG).read_text()
+    assert main([*args, "lstm"]) == 0  # NAMES selects exactly what the repository serves
     assert {m.name for m in _models(out)} == {"lstm", "lstm_step"}
-    assert (out / "lstm" / triton.CONFIG).read_text() == first
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["triton"]  # no temporary folders left
+    assert (out / "lstm" / repository.CONFIG).read_text() == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["triton", "triton-python"]  # no tmp left
     check_model_dir(out / "lstm_step")
 
 
 def test_batching_knobs_reach_every_config(tiny_bundles: Path, tmp_path: Path) -> None:
     out = tmp_path / "triton"
     knobs = ["--max-batch-size", "8", "--queue-delay-us", "0", "--instances", "2"]
-    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(out), *knobs]) == 0
+    assert main(["--artifacts", str(tiny_bundles), "--out", str(out), *knobs]) == 0
     for path in _configs(out):
         config = _parse(path)
         assert config.max_batch_size == 8 and config.instance_group[0].count == 2, path
@@ -231,43 +303,42 @@ def test_batching_knobs_reach_every_config(tiny_bundles: Path, tmp_path: Path) -
         )
         assert list(batcher.preferred_batch_size) == [2, 8], path
         assert batcher.max_queue_delay_microseconds == 0, path
-    assert json.loads((out / triton.MARKER).read_text())["batching"]["max_batch_size"] == 8
-    assert triton.Batching(max_batch_size=1).preferred() == [1]
+    assert json.loads((out / repository.MARKER).read_text())["batching"]["max_batch_size"] == 8
+    assert configs.Batching(max_batch_size=1).preferred() == [1]
 
 
 def test_a_bad_bundle_writes_nothing(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     artifacts = tmp_path / "artifacts"
     shutil.copytree(tiny_bundles / "gru", artifacts / "gru")
-    out = artifacts / "triton"
-    assert triton.main(["--artifacts", str(artifacts)]) == 0
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["--artifacts", str(artifacts)]) == 0
+    before = {p: p.read_bytes() for p in artifacts.glob("triton*/**/*") if p.is_file()}
     with open(artifacts / "gru" / contract.STEP_ONNX, "ab") as f:
         f.write(b"\0")
-    assert triton.main(["--artifacts", str(artifacts)]) == 1
+    assert main(["--artifacts", str(artifacts)]) == 1
     err = capsys.readouterr().err
-    assert "step.onnx" in err and "left as it was" in err
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "step.onnx" in err and "left as they were" in err
+    assert {p: p.read_bytes() for p in artifacts.glob("triton*/**/*") if p.is_file()} == before
     assert find_bundles(artifacts) == [artifacts / "gru"]  # and no temporary folder left behind
-    assert sorted(p.name for p in artifacts.iterdir()) == ["gru", "triton"]
+    assert sorted(p.name for p in artifacts.iterdir()) == ["gru", "triton", "triton-python"]
 
 
 def test_clear_errors(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
-    assert triton.main(["--artifacts", str(tmp_path / "none")]) == 2
+    assert main(["--artifacts", str(tmp_path / "none")]) == 2
     assert "no bundles" in capsys.readouterr().err
-    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(tmp_path / "r"), "cnn"]) == 1
+    assert main(["--artifacts", str(tiny_bundles), "--out", str(tmp_path / "r"), "cnn"]) == 1
     assert "no bundle at" in capsys.readouterr().err
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    assert triton.main(["--artifacts", str(tiny_bundles), "--out", str(other), "gru"]) == 1
+    assert main(["--artifacts", str(tiny_bundles), "--out", str(other), "gru"]) == 1
     assert "not written by `make triton`" in capsys.readouterr().err
     assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit):
-        triton.main(["--artifacts", str(tiny_bundles), "--max-batch-size", "0"])
+        main(["--artifacts", str(tiny_bundles), "--max-batch-size", "0"])
     clash = tmp_path / "clash"
     shutil.copytree(tiny_bundles / "gru", clash / "gru")
     shutil.copytree(tiny_bundles / "lstm", clash / "gru_step")  # the name of gru's step model
-    assert triton.main(["--artifacts", str(clash)]) == 1
+    assert main(["--artifacts", str(clash)]) == 1
     assert "two models named 'gru_step'" in capsys.readouterr().err
     assert sorted(p.name for p in clash.iterdir()) == ["gru", "gru_step"]
 
@@ -289,28 +360,31 @@ def test_check_model_dir_names_what_is_wrong(repo: Path, tmp_path: Path) -> None
 
 def test_no_tensor_name_is_retyped_in_the_triton_code() -> None:
     """Names come from rowgen.contract: the modules hold no tensor name as a string literal."""
-    configs = [ModelConfig("lstm", mode) for mode in ("stream", "window")]
-    names = {s.name for c in configs for s in contract.step_inputs(c) + contract.step_outputs(c)}
+    configs_ = [ModelConfig("lstm", mode) for mode in ("stream", "window")]
+    names = {s.name for c in configs_ for s in contract.step_inputs(c) + contract.step_outputs(c)}
     names |= {s.name for s in contract.complete_inputs() + contract.complete_outputs()}
-    for module in (triton, triton_check):
-        tree = ast.parse(Path(module.__file__).read_text())
+    names |= {s.name for s in contract.sample_inputs(4)}
+    modules = sorted(Path(configs.__file__).parent.glob("*.py"))
+    assert repository.MODEL_SOURCE in modules and len(modules) >= 7
+    for module in modules:  # the python backend's model.py too: it runs inside Triton
+        tree = ast.parse(module.read_text())
         literals = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)}
-        assert not names & literals, f"{module.__name__} retypes {sorted(names & literals)}"
+        assert not names & literals, f"{module.name} retypes {sorted(names & literals)}"
 
 
 BACKEND_MISSING = "unable to find backend library for backend 'onnxruntime'"
 
 
-def _tritonserver() -> tuple[Path, Path]:
-    """(tritonserver binary, its libraries) as .ci/get-tritonserver unpacks them."""
-    root = Path(os.environ.get("ROWGEN_TRITONSERVER_DIR", REPO / "build" / "pytriton"))
-    binary = root / "pytriton" / "tritonserver" / "bin" / "tritonserver"
-    if not binary.is_file():
-        why = f"no tritonserver at {binary}: run `bash .ci/get-tritonserver`"
+def _tritonserver() -> Install:
+    """The tritonserver .ci/get-tritonserver unpacks; CI (ROWGEN_REQUIRE_TRITONSERVER) fails
+    without it, a developer's run skips."""
+    install = Install.default()
+    if not install.binary.is_file():
+        why = f"no tritonserver at {install.binary}: run `bash .ci/get-tritonserver`"
         if os.environ.get("ROWGEN_REQUIRE_TRITONSERVER"):
             pytest.fail(why)
         pytest.skip(why)
-    return binary, root / "nvidia_pytriton.libs"
+    return install
 
 
 def _load_errors(repo: Path, config_name: str, tmp_path: Path) -> dict[str, str]:
@@ -320,11 +394,11 @@ def _load_errors(repo: Path, config_name: str, tmp_path: Path) -> dict[str, str]
     dims, batching) before it looks for the backend; with no onnxruntime backend installed, a
     valid model stops at exactly that point. No endpoint is opened.
     """
-    binary, libs = _tritonserver()
+    install = _tritonserver()
     backends = tmp_path / "backends"  # empty: the core check only, no backend can load
     backends.mkdir(exist_ok=True)
     args = [
-        str(binary),
+        str(install.binary),
         f"--model-repository={repo}",
         f"--backend-directory={backends}",
         "--disable-auto-complete-config",
@@ -333,7 +407,7 @@ def _load_errors(repo: Path, config_name: str, tmp_path: Path) -> dict[str, str]
         "--allow-metrics=false",
         *([f"--model-config-name={config_name}"] if config_name else []),
     ]
-    env = {**os.environ, "LD_LIBRARY_PATH": str(libs)}
+    env = {**os.environ, "LD_LIBRARY_PATH": str(install.libs)}
     run = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
     log = run.stdout + run.stderr
     found = re.findall(
@@ -351,7 +425,7 @@ def test_tritons_own_server_validates_every_config(repo: Path, tmp_path: Path) -
         assert all(BACKEND_MISSING in e for e in errors.values()), (config_name, errors)
     broken = tmp_path / "broken"  # a bad configs/cpu.pbtxt: only --model-config-name=cpu reads it
     shutil.copytree(repo, broken)
-    cpu = broken / "lstm_step" / triton.CPU_CONFIG
+    cpu = broken / "lstm_step" / repository.CPU_CONFIG
     cpu.write_text(cpu.read_text().replace("dims: [28]", "dims: [0]", 1))
     assert BACKEND_MISSING in _load_errors(broken, "", tmp_path)["lstm_step"]
     assert "dimension must be integer >= 1" in _load_errors(broken, "cpu", tmp_path)["lstm_step"]

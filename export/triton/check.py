@@ -1,12 +1,14 @@
 """Check a Triton model folder the way Triton will when it loads it, without a Triton server.
 
-Used by `python -m export.triton` right after writing each model, and by tests/test_triton.py.
-`config.pbtxt` and `configs/*.pbtxt` are parsed strictly into Triton's own schema
-(`model_config_pb2.ModelConfig`; an unknown field is an error), then held against the graph as
-an onnxruntime session sees it (as Triton's backend does), with the rules of Triton's core
-(model config validation, the sequence batcher's initial state) and of its onnxruntime backend:
-graph inputs = config inputs + states + control inputs, names and datatypes equal, dims without
-the batch axis (inputs: a dynamic graph dim matches any; outputs and states: exactly).
+Used by export.triton.repository right after writing each model, and by
+tests/export/test_triton.py. `config.pbtxt` and `configs/*.pbtxt` are parsed strictly into
+Triton's own schema (`model_config_pb2.ModelConfig`; an unknown field is an error), then held
+against the graph as an onnxruntime session sees it (as Triton's backend does), with the rules of
+Triton's core (model config validation, the sequence batcher's initial state) and of its
+onnxruntime backend: graph inputs = config inputs + states + control inputs, names and datatypes
+equal, dims without the batch axis (inputs: a dynamic graph dim matches any; outputs and states:
+exactly). A python-backend model (export.triton.model) is held against the program its bundle
+copy runs, the state inputs left to the model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from pathlib import Path
 import onnxruntime as ort
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from rowgen import contract
+from rowgen.bundle import BundleError, find_bundles, open_bundle
+
+PYTHON_MODEL_FILE = "model.py"  # the python backend's default_model_filename
 
 ORT_TO_TRITON = {  # onnxruntime's type strings -> Triton datatypes
     "tensor(float)": mc.TYPE_FP32,
@@ -41,10 +48,12 @@ class Graph:
     outputs: dict[str, tuple[int, list[int]]]
 
     @classmethod
-    def load(cls, path: Path) -> Graph:
-        """Read through an onnxruntime session, as Triton's onnxruntime backend reads it."""
+    def load(cls, path: Path, data: bytes | None = None) -> Graph:
+        """Read through an onnxruntime session, as Triton's onnxruntime backend reads it (from
+        `data`, the file's verified bytes, when given)."""
         try:
-            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            source = str(path) if data is None else data
+            session = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's errors share no base class beyond Exception
             raise TritonConfigError(f"{path}: onnxruntime cannot load it: {exc}") from exc
 
@@ -141,16 +150,28 @@ def _state_problems(config: mc.ModelConfig, graph: Graph) -> list[str]:
     return problems
 
 
-def problems(config: mc.ModelConfig, graph: Graph) -> list[str]:
-    """Everything Triton (core + onnxruntime backend) would refuse in `config` for `graph`."""
+def _request_problems(config: mc.ModelConfig, graph: Graph, backend: str) -> list[str]:
+    """The backend, the request tensors against the graph, the batchers' sizes, the instances."""
     found: list[str] = []
     batching = config.max_batch_size > 0
-    if config.backend != "onnxruntime":
-        found.append(f"backend is {config.backend!r}, expected 'onnxruntime'")
+    if config.backend != backend:
+        found.append(f"backend is {config.backend!r}, expected {backend!r}")
     for io in config.input:
         found += _compare("input", io, graph.inputs, batching, exact=False)
     for io in config.output:
         found += _compare("output", io, graph.outputs, batching, exact=True)
+    seq = config.sequence_batching
+    sizes = [*config.dynamic_batching.preferred_batch_size, *seq.oldest.preferred_batch_size]
+    if any(not 1 <= s <= config.max_batch_size for s in sizes):
+        found.append(f"preferred batch sizes {sizes} must be in 1..{config.max_batch_size}")
+    if not config.instance_group:
+        found.append("no instance_group")
+    return found
+
+
+def problems(config: mc.ModelConfig, graph: Graph) -> list[str]:
+    """Everything Triton (core + onnxruntime backend) would refuse in `config` for `graph`."""
+    found = _request_problems(config, graph, "onnxruntime")
     seq = config.sequence_batching
     controls = len(seq.control_input)
     expected = len(config.input) + len(seq.state) + controls
@@ -160,34 +181,74 @@ def problems(config: mc.ModelConfig, graph: Graph) -> list[str]:
             f"expects {expected} ({len(config.input)} inputs + {len(seq.state)} states + "
             f"{controls} control inputs)"
         )
-    found += _state_problems(config, graph)
-    sizes = [*config.dynamic_batching.preferred_batch_size, *seq.oldest.preferred_batch_size]
-    if any(not 1 <= s <= config.max_batch_size for s in sizes):
-        found.append(f"preferred batch sizes {sizes} must be in 1..{config.max_batch_size}")
-    if not config.instance_group:
-        found.append("no instance_group")
+    return found + _state_problems(config, graph)
+
+
+def python_problems(config: mc.ModelConfig, graph: Graph, states: list[str]) -> list[str]:
+    """What is wrong in a python-backend `config` whose model runs `graph`, feeding the state
+    inputs `states` itself (export.triton.model): implicit state would arrive as zeros."""
+    found = _request_problems(config, graph, "python")
+    fed = sorted({i.name for i in config.input} | set(states))
+    if fed != sorted(graph.inputs):
+        found.append(f"the graph takes {sorted(graph.inputs)}; the config and model feed {fed}")
+    if config.sequence_batching.state:
+        found.append("implicit state: the python backend feeds it as zeros on every call")
     return found
+
+
+def version_folder(folder: Path) -> Path:
+    """The highest numeric version folder of a model folder: the one Triton serves."""
+    versions = sorted((int(p.name), p) for p in folder.iterdir() if p.name.isdigit())
+    if not versions:
+        raise TritonConfigError(f"{folder}: no numeric version folder (such as 1/)")
+    return versions[-1][1]
 
 
 def model_files(folder: Path) -> tuple[list[Path], Path]:
     """(config.pbtxt and configs/*.pbtxt, the model file of the highest numeric version)."""
     configs = [folder / "config.pbtxt", *sorted((folder / "configs").glob("*.pbtxt"))]
-    versions = sorted((int(p.name), p) for p in folder.iterdir() if p.name.isdigit())
-    if not versions:
-        raise TritonConfigError(f"{folder}: no numeric version folder (such as 1/)")
-    return configs, versions[-1][1] / "model.onnx"
+    return configs, version_folder(folder) / "model.onnx"
+
+
+def _raise(path: Path, config: mc.ModelConfig, folder: Path, found: list[str]) -> None:
+    if config.name != folder.name:
+        found.append(f"name {config.name!r} differs from its folder {folder.name!r}")
+    if found:
+        raise TritonConfigError(f"{path}: " + "; ".join(found))
 
 
 def check_model_dir(folder: Path) -> None:
     """Raise TritonConfigError unless every config in `folder` fits its model.onnx."""
-    configs, model = model_files(Path(folder))
+    folder = Path(folder)
+    configs, model = model_files(folder)
     if not model.is_file():
         raise TritonConfigError(f"{model} is missing")
     graph = Graph.load(model)
     for path in configs:
         config = read_config(path)
-        found = problems(config, graph)
-        if config.name != Path(folder).name:
-            found.append(f"name {config.name!r} differs from its folder {Path(folder).name!r}")
-        if found:
-            raise TritonConfigError(f"{path}: " + "; ".join(found))
+        _raise(path, config, folder, problems(config, graph))
+
+
+def check_python_model_dir(folder: Path) -> None:
+    """Raise TritonConfigError unless `folder` is a python-backend model that can load: its
+    `model.py`, one bundle that verifies and serves the model's name, a config that fits it."""
+    folder = Path(folder)
+    path = folder / "config.pbtxt"
+    config = read_config(path)
+    version = version_folder(folder)
+    if not (version / PYTHON_MODEL_FILE).is_file():
+        raise TritonConfigError(f"{version / PYTHON_MODEL_FILE} is missing")
+    bundles = find_bundles(version)
+    if len(bundles) != 1:
+        raise TritonConfigError(f"{version}: {len(bundles)} bundle folders, the model needs one")
+    try:
+        bundle = open_bundle(bundles[0])
+    except BundleError as exc:
+        raise TritonConfigError(f"{folder}: {exc}") from None
+    program = contract.serving_names(bundle.name, bundle.config).get(config.name)
+    if program is None:
+        raise TritonConfigError(f"{path}: bundle {bundle.name!r} serves no model {config.name!r}")
+    graph = Graph.load(bundle.file(program), bundle.read(program))
+    step = program == contract.STEP_ONNX
+    states = [s.name for s in contract.step_inputs(bundle.config)[1:]] if step else []
+    _raise(path, config, folder, python_problems(config, graph, states))
