@@ -75,14 +75,13 @@ def batched_config(name: str, ins: Specs, outs: Specs, batching: Batching) -> mc
     return config
 
 
-def step_config(bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+def step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
     """`<bundle>_step`: step.onnx behind the sequence batcher, the state kept by Triton.
 
     Only `row` -> `next_row` are request tensors; the state pairs become implicit state, so the
     graph's inputs are exactly config inputs + states, as the onnxruntime backend requires.
     """
     ins, outs = contract.step_inputs(bundle.config), contract.step_outputs(bundle.config)
-    name = bundle.name + contract.STEP_MODEL_SUFFIX
     config = _base(name, ins[:1], outs[:1], batching)
     seq = config.sequence_batching
     seq.max_sequence_idle_microseconds = batching.sequence_idle_us
@@ -105,22 +104,31 @@ def step_config(bundle: Bundle, batching: Batching) -> mc.ModelConfig:
     return config
 
 
+def complete_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+    """`<bundle>`: complete.onnx behind the dynamic batcher."""
+    ins, outs = contract.complete_inputs(), contract.complete_outputs()
+    return batched_config(name, ins, outs, batching)
+
+
+def sample_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+    """`<bundle>_sample`: stateless like complete, the noise an input."""
+    ins = contract.sample_inputs(bundle.config.noise_dim)
+    return batched_config(name, ins, contract.sample_outputs(), batching)
+
+
+# The onnxruntime config that serves each program of the contract.
+CONFIGS = {
+    contract.COMPLETE_ONNX: complete_config,
+    contract.STEP_ONNX: step_config,
+    contract.SAMPLE_ONNX: sample_config,
+}
+
+
 def models_for(bundle: Bundle, batching: Batching) -> list[tuple[mc.ModelConfig, str]]:
-    """(onnxruntime config, bundle file) of every Triton model that serves `bundle`."""
-    complete = batched_config(
-        bundle.name, contract.complete_inputs(), contract.complete_outputs(), batching
-    )
-    models = [
-        (complete, contract.COMPLETE_ONNX),
-        (step_config(bundle, batching), contract.STEP_ONNX),
-    ]
-    if bundle.config.stochastic:  # `<bundle>_sample`: stateless like complete, the noise an input
-        name = bundle.name + contract.SAMPLE_MODEL_SUFFIX
-        ins = contract.sample_inputs(bundle.config.noise_dim)
-        sample = batched_config(name, ins, contract.sample_outputs(), batching)
-        models.append((sample, contract.SAMPLE_ONNX))
-    assert [c.name for c, _ in models] == list(contract.serving_names(bundle.name, bundle.config))
-    return models
+    """(onnxruntime config, bundle file) of every Triton model that serves `bundle`: one per
+    contract.serving_names entry."""
+    names = contract.serving_names(bundle.name, bundle.config)
+    return [(CONFIGS[program](name, bundle, batching), program) for name, program in names.items()]
 
 
 def cpu_variant(config: mc.ModelConfig) -> mc.ModelConfig:
