@@ -1,15 +1,21 @@
-# rowgen: every target creates .venv from pyproject.toml when it is missing or stale.
-#   make train export     train the stream LSTM (mean head + flow head for samples), bundle it
-#   make classifier eval  the CNN that judges sampled completions, then every measure
-#   make test             fast tests (make test-all: slow ones too)
-#   make triton           a Triton model repository of the bundles in artifacts/triton/
-#   make web              the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
-#   make course STATE_DICT=net.pth   a bundle from the course notebook's saved state_dict
-#   make api              the v2 (KServe) API, REST :8080 and gRPC :8081 (make api-ray: on Ray Serve)
+# rowgen: every target creates .venv from pyproject.toml when it is missing or stale: serve, api,
+# web and load install the serving set only (no torch), the others the development set.
+# `make help` lists the targets; the `## ` comment after each target is its line there.
+# No telemetry from anything a target runs: onnxruntime's, gradio's, Hugging Face's.
+export ORT_DISABLE_TELEMETRY ?= 1
+export GRADIO_ANALYTICS_ENABLED ?= False
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
 PY ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
+SERVE_STAMP := $(VENV)/.rowgen-serving
+comma := ,
+# The serving set: `serve`, `api` and `load` (make load's charts), plus onnxruntime's CUDA
+# runtime wheels where an NVIDIA driver is loaded. The development set (`dev`) holds it and adds
+# torch, onnx and the tools.
+SERVE_EXTRAS ?= serve,api,load$(if $(wildcard /proc/driver/nvidia/version),$(comma)cuda)
 
 CELLS ?= lstm
 MODE ?= stream
@@ -35,75 +41,105 @@ CLIENTS ?= 8
 GRPC_PORT ?= 8081
 ADDRESS ?=
 REPLICAS ?= 2
+IMAGE ?= rowgen:latest
+IMAGE_DEVICE ?= cpu
+BASE ?=
 
 TRAIN_FLAGS = --cell $(CELLS) --mode $(MODE) --dataset $(DATASET) --head $(HEAD) --seed $(SEED) --runs $(RUNS) \
 	$(if $(DATA_DIR),--data-dir $(DATA_DIR)) $(if $(EPOCHS),--epochs $(EPOCHS))
 DATA_FLAG = $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 WEB_NPM := web/node_modules/.package-lock.json
+NODE_NPM := examples/node/node_modules/.package-lock.json
+TRITONSERVER := build/pytriton/pytriton/tritonserver/bin/tritonserver
+# What the tests use beyond .venv: the pinned npm packages where Node.js is here, Triton's core.
+TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER)
 
-.PHONY: venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton soak web course api api-ray classifier screenshots attack image image-test
 
-venv: $(STAMP)
+help:  ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
+
+venv: $(STAMP)  ## create or update .venv from pyproject.toml (every target does this first)
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
+# A current development set already holds the serving set.
+$(SERVE_STAMP): pyproject.toml
+	if [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
+	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
 
-train: $(STAMP)
+train: $(STAMP)  ## train the stream LSTM and its flow sampler into runs/<name>/ (CELLS=, HEAD=, EPOCHS=)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
 
-export: $(STAMP)
+export: $(STAMP)  ## validate and publish runs/<name>/ as a bundle in artifacts/<name>/
 	$(BIN)/python -m export --runs $(RUNS) --artifacts $(ARTIFACTS) $(NAMES)
 
-triton: $(STAMP)
+triton: $(STAMP)  ## a Triton model repository of the bundles in artifacts/triton/
 	$(BIN)/python -m export.triton --artifacts $(ARTIFACTS) --out $(TRITON_OUT) $(NAMES)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)  ## the Gradio app on http://127.0.0.1:7860 (HOST=, PORT=, DEVICE=)
 	$(BIN)/python -m serve --host $(HOST) --port $(PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
 api api-ray: PORT = 8080
-api: $(STAMP)
+api: $(SERVE_STAMP)  ## the v2 (KServe) API: REST :8080, gRPC :8081
 	$(BIN)/python -m serve.api --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS)
 
-api-ray: $(STAMP)
+api-ray: $(STAMP)  ## the v2 API on Ray Serve replicas (REPLICAS=, ADDRESS=)
 	$(BIN)/python -m serve.ray_app --host $(HOST) --port $(PORT) --grpc-port $(GRPC_PORT) --device $(DEVICE) --artifacts $(ARTIFACTS) --replicas $(REPLICAS) $(if $(ADDRESS),--address $(ADDRESS))
 
-web: $(STAMP) $(WEB_NPM)
+web: $(SERVE_STAMP) $(WEB_NPM)  ## the in-browser page on http://127.0.0.1:8000 (onnxruntime-web)
 	$(BIN)/python -m serve.web --host $(HOST) --port $(WEB_PORT) --artifacts $(ARTIFACTS)
 $(WEB_NPM): web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
+$(NODE_NPM): examples/node/package-lock.json
+	cd examples/node && npm ci --no-audit --no-fund
+$(TRITONSERVER): | $(STAMP)
+	bash .ci/get-tritonserver
 
-course: $(STAMP)
+screenshots: $(STAMP) $(WEB_NPM)  ## docs/screenshot.png and docs/web.png, shot from the running servers
+	$(BIN)/python -m docs.screenshots --artifacts $(ARTIFACTS)
+
+course: $(STAMP)  ## a bundle from the course notebook's saved state_dict (STATE_DICT=net.pth)
 	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-test: $(STAMP)
+test: $(STAMP) $(TEST_DEPS)  ## the fast tests (installs the web/Node.js packages and Triton's server core first)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(TEST_DEPS)  ## every test, the slow ones too
 	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
 
-fuzz: $(STAMP)
+fuzz: $(STAMP)  ## only the property-based tests, with many more examples (FUZZ_EXAMPLES=)
 	ROWGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP)  ## speed of every way to complete an image, side by side (artifacts/bench/)
 	$(BIN)/python -m bench.speed
 
-classifier: $(STAMP)
+classifier: $(STAMP)  ## the CNN whose features judge sampled completions
 	$(BIN)/python -m evaluation.classifier $(DATA_FLAG)
 
-eval: $(STAMP)
+eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (artifacts/eval/)
 	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
-load: $(STAMP)
+load: $(SERVE_STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
 
-soak: $(STAMP)
+attack: $(STAMP)  ## hostile requests against the v2 API on loopback, and what came back
+	$(BIN)/python -m bench.attack --artifacts $(ARTIFACTS)
+
+soak: $(STAMP)  ## the servers under steady load for MINUTES= minutes
 	$(BIN)/python -m bench.soak --minutes $(MINUTES) --clients $(CLIENTS) --artifacts $(ARTIFACTS)
 
-lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+lint: $(STAMP)  ## ruff and the import-linter layer contracts
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
-format: $(STAMP)
+format: $(STAMP)  ## ruff's fixes and formatting
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
 
-clean:  # caches only: runs/ holds trained weights that may not be exported yet
+image:  ## the serving container image, with podman (IMAGE=, IMAGE_DEVICE=cpu|cuda, BASE=)
+	deploy/image/build.sh --tag $(IMAGE) --device $(IMAGE_DEVICE) $(if $(BASE),--base $(BASE))
+
+image-test: $(STAMP)  ## build the image, run it, and check its answers (slow)
+	$(BIN)/python -m pytest -m slow tests/deploy/test_image.py $(PYTEST_ARGS)
+
+clean:  ## caches only: runs/ holds trained weights that may not be exported yet
 	rm -rf .pytest_cache .ruff_cache

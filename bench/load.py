@@ -91,6 +91,8 @@ def measure(path: str, server, args, n_clients: int, images: int, seconds: float
     mean = (after[0] - before[0]) / calls if calls else None
     cell = {"path": path, "clients": n_clients, "images_per_request": images, **result}
     cell["mean_batch"] = round(mean, 2) if mean is not None else (1 if path == "gradio" else None)
+    # the requests the server says it answered, beside what the clients counted
+    cell["server_requests"] = round(calls) if calls else None
     print(
         f"bench.load: {report.LABELS[path]}, {n_clients} clients, {images}/request: "
         f"{cell['completions_per_s']} completions/s, p99 {cell['p99_ms']} ms, "
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.model not in [p.name for p in find_bundles(args.artifacts)]:
         print(f"bench.load: no bundle {args.model!r} under {args.artifacts}", file=sys.stderr)
-        return 1
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     cells: list[dict] = []
     servers: dict = {}

@@ -1,8 +1,10 @@
-"""The servers bench.load measures, each in its own process: the Gradio app (`python -m serve`),
-the v2 API (`python -m serve.api`) and the v2 API on Ray Serve (`python -m serve.ray_app`).
+"""The servers that bench.load and bench.soak drive, each in its own process: the Gradio app
+(`python -m serve`), the v2 API (`python -m serve.api`) and the v2 API on Ray Serve
+(`python -m serve.ray_app`), on free loopback ports.
 
 Torch-free. Also reads what the servers tell about themselves: resident memory from /proc (for
-Ray, the front plus every Serve replica process) and the mean batch from the v2 `/metrics`.
+Ray, the front plus every Serve replica process; its peak for one process) and the mean batch
+from the v2 `/metrics`.
 """
 
 from __future__ import annotations
@@ -46,19 +48,28 @@ class Running:
     def base(self) -> str:
         return f"http://{self.url}"
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM (what a service manager sends), SIGKILL after `timeout` s; the exit code."""
         self.process.terminate()
         try:
-            self.process.wait(30)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            return self.process.wait()
 
 
 def start(
-    kind: str, artifacts: str, device: str, log_dir: Path, flags: list[str], timeout: float = 600
+    kind: str,
+    artifacts: str,
+    device: str,
+    log_dir: Path,
+    flags: list[str] | tuple[str, ...] = (),
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
 ) -> Running:
-    """Start one server on free loopback ports and wait until it answers (tests use it too)."""
+    """Start one server on free loopback ports and wait until it answers (tests use it too).
+
+    `env` replaces the environment (bench.soak gives each server its own TMPDIR)."""
     port, grpc_port = free_port(), free_port()
     module = {"gradio": "serve", "v2": "serve.api", "ray": "serve.ray_app"}[kind]
     argv = [sys.executable, "-m", module, "--artifacts", str(artifacts), "--device", device]
@@ -67,7 +78,8 @@ def start(
         argv += ["--grpc-port", str(grpc_port), *flags]
     log = log_dir / f"{kind}-{port}.log"
     with open(log, "w") as out:
-        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        # a file, not a pipe: a full pipe would stall the server
+        process = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env)
     running = Running(kind, process, port, grpc_port, log)
     ready = "/" if kind == "gradio" else "/v2/health/ready"
     deadline = time.monotonic() + timeout
@@ -83,10 +95,10 @@ def start(
     raise TimeoutError(f"{module} did not answer within {timeout:.0f} s: see {log}")
 
 
-def _rss(pid: int) -> int:
+def _rss(pid: int, field: str = "VmRSS") -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -104,6 +116,11 @@ def rss_mib(running: Running) -> float:
             except OSError:
                 continue
     return round(total / 2**20, 1)
+
+
+def peak_rss_mib(running: Running) -> float:
+    """The server process's peak resident memory since it started (VmHWM; its own process)."""
+    return round(_rss(running.process.pid, "VmHWM") / 2**20, 1)
 
 
 def batch_counters(running: Running, model: str) -> tuple[float, float] | None:

@@ -1,6 +1,6 @@
-"""Soak benchmark: the served app (and the v2 API, when present) under steady load for minutes.
+"""Soak benchmark: the Gradio app and the v2 API under steady load for minutes: `make soak`.
 
-Each target runs as `python -m ...` in its own process, with its own temporary folders
+Each target is started by bench.servers (as `make load` starts it), with its own temporary folders
 (TMPDIR, GRADIO_TEMP_DIR), driven by `--clients` callers on loopback for `--minutes`. Prints,
 per target: requests, errors, requests/s, the server's RSS (VmRSS) and temporary-disk use at
 the start (after the first answer) and the end, their peaks, and the disk left after SIGTERM;
@@ -12,21 +12,18 @@ writes `artifacts/bench/soak.json`. Torch-free. What is driven, and how: bench.s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from bench import servers
 from bench.soak_targets import TARGETS, Target, write_images
 
 SAMPLE_S = 5.0  # how often RSS and disk are read while the load runs
@@ -45,30 +42,10 @@ def folder_usage(folder: Path) -> tuple[int, int]:
     return size, count
 
 
-def rss_bytes(pid: int) -> int:
-    """The resident set size of process `pid`, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-def wait_until_up(url: str, server: subprocess.Popen, seconds: float = 300.0) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server at {url} did not start") from None
-            time.sleep(1.0)
-
-
-def sample(server: subprocess.Popen, folders: list[Path]) -> dict:
+def sample(server: servers.Running, folders: list[Path]) -> dict:
     disk = [folder_usage(f) for f in folders]
     return {
-        "rss_mb": round(rss_bytes(server.pid) / 2**20, 1),
+        "rss_mb": servers.rss_mib(server),
         "disk_mb": round(sum(d[0] for d in disk) / 2**20, 2),
         "disk_entries": sum(d[1] for d in disk),
     }
@@ -76,24 +53,17 @@ def sample(server: subprocess.Popen, folders: list[Path]) -> dict:
 
 def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Path) -> dict:
     """Start `target`, load it for `seconds`, stop it with SIGTERM; the figures as data."""
-    from serve.app.layout import free_port
-
     work = root / target.name
     folders = [work / "tmp", work / "gradio"]
     for folder in folders:
         folder.mkdir(parents=True)
-    port = free_port()
     env = {**os.environ, "TMPDIR": str(folders[0]), "GRADIO_TEMP_DIR": str(folders[1])}
-    command = [sys.executable, "-m", target.module, "--port", str(port), "--artifacts", artifacts]
-    command += target.flags
-    log = (work / "server.log").open("wb")  # a file, not a pipe: a full pipe would stall it
-    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    server = servers.start(target.kind, artifacts, "auto", work, env=env)
+    url = server.base + "/"
     images = sorted((root / "images").glob("*.png"))
     counts = {"requests": 0, "errors": 0, "examples": set()}
     lock = threading.Lock()
     try:
-        wait_until_up(url + target.ready, server)
         target.caller(url, images, root / "warm")(1)  # loads what the first request needs
         start = sample(server, folders)
         peak = dict(start)
@@ -124,12 +94,7 @@ def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Pat
             peak = {k: max(peak[k], now[k]) for k in peak}
         end = sample(server, folders)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        exit_code = server.stop()
     stopped = {"disk_mb": sample_disk(folders)}
     return {
         "target": target.name,
@@ -143,7 +108,7 @@ def soak(target: Target, artifacts: str, clients: int, seconds: float, root: Pat
         "end": end,
         "peak": peak,
         "after_stop": stopped,
-        "exit_code": server.returncode,
+        "exit_code": exit_code,
     }
 
 
@@ -176,12 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("artifacts/bench/soak.json"))
     args = parser.parse_args(argv)
 
-    targets = []
-    for name in args.targets:
-        if importlib.util.find_spec(TARGETS[name].module) is None:
-            print(f"soak: {name}: skipped, no module {TARGETS[name].module} in this tree")
-        else:
-            targets.append(TARGETS[name])
+    targets = [TARGETS[name] for name in args.targets]
     seconds = args.minutes * 60.0
     with tempfile.TemporaryDirectory(prefix="rowgen-soak-") as tmp:
         root = Path(tmp)

@@ -1,6 +1,6 @@
 """What `bench.soak` drives: the served app and the v2 API, and the prompts it sends them.
 
-A `Target` says how to start a server (`python -m <module>`) and how to call it; `TARGETS` are
+A `Target` says which server to start (a kind of bench.servers) and how to call it; `TARGETS` are
 the app's `/complete` and streaming endpoint through gradio_client, and the v2 API's `complete`
 with JSON over urllib. Torch-free.
 """
@@ -71,17 +71,11 @@ def api_caller(url: str, images: list[Path], downloads: Path) -> Callable[[int],
 @dataclass(frozen=True)
 class Target:
     name: str
-    module: str  # run as `python -m <module> --port P --artifacts A [flags]`
+    kind: str  # the server, as bench.servers.start knows it
     caller: Callable[[str, list[Path], Path], Callable[[int], None]]
-    flags: tuple[str, ...] = ()
-    ready: str = ""  # the path that answers 200 once the server is up
 
 
-TARGETS = {
-    "app": Target("app", "serve", app_caller),
-    # gRPC off: its fixed default port could clash, and the soak drives REST only
-    "api": Target("api", "serve.api", api_caller, ("--grpc-port", "0"), "v2/health/ready"),
-}
+TARGETS = {"app": Target("app", "gradio", app_caller), "api": Target("api", "v2", api_caller)}
 
 
 def write_images(folder: Path, count: int = 64) -> None:

@@ -1,6 +1,6 @@
 """Test-set completion MSE of every bundle beside simple methods on the same split.
 
-    python -m evaluation.evaluate [--artifacts artifacts] [--bundles lstm gru] [--data-dir DIR]
+    python -m evaluation.evaluate [--artifacts artifacts] [--bundles lstm] [--data-dir DIR]
     make eval
 
 Bundles run through their exported complete.onnx on onnxruntime (CPU), so the numbers describe

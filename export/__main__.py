@@ -1,7 +1,7 @@
 """Export trained runs to validated bundles: `runs/<name>/` -> `artifacts/<name>/`.
 
     python -m export                 # every run in runs/ with weights (none: re-export bundles)
-    python -m export lstm gru        # just these: from runs/<name>/, else the bundle's own weights
+    python -m export lstm            # just these: from runs/<name>/, else the bundle's own weights
     python -m export --from-state-dict net.pth --name course   # the course notebook's model
     make export
 

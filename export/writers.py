@@ -24,7 +24,7 @@ FORBIDDEN_OPS = {"Loop", "Scan", "If"}  # complete.onnx must run everywhere, CUD
 
 @contextlib.contextmanager
 def quiet_exporters() -> Iterator[None]:
-    """Hide the torch 2.14 deprecation notices of TorchScript and the legacy ONNX exporter."""
+    """Hide torch's deprecation notices of TorchScript and the legacy ONNX exporter."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=FutureWarning)

@@ -1,7 +1,7 @@
 """Bundle folders on disk: manifest hashing and verified loading. Torch-free.
 
 A bundle is `artifacts/<name>/` with a `manifest.json` that lists every other file's size and
-sha256 (../shared/DESIGN.md). Export writes one (rowgen.publish.atomic_folder swaps it into
+sha256 (docs/contract.md). Export writes one (rowgen.publish.atomic_folder swaps it into
 place); serve, bench and tests open one with `open_bundle`, which checks the manifest
 (rowgen.manifest) and every hash before anything is loaded, and hands out the checked bytes.
 

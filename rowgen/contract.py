@@ -1,4 +1,4 @@
-"""The bundle contract (../shared/DESIGN.md) as data: file names, tensor names, shapes, tolerances.
+"""The bundle contract as data: file names, tensor names, shapes, tolerances (docs/contract.md).
 
 Torch-free. Export writes bundles from it, serving and tests read names and shapes from it, and
 the manifest carries it so an outside runtime needs nothing else. Nobody retypes a tensor name.

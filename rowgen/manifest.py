@@ -1,7 +1,7 @@
 """Checking a parsed `manifest.json` before anything in it is trusted. Torch-free.
 
 `rowgen.bundle.open_bundle` runs `check_manifest` on every manifest it reads;
-tests/test_fuzz_manifest.py feeds it arbitrary JSON (`make fuzz` runs many more cases). Any
+tests/core/test_fuzz_manifest.py feeds it arbitrary JSON (`make fuzz` runs many more cases). Any
 input either passes or raises BundleError with a message; nothing else escapes.
 
 What is checked: the format tag; the model config (exact keys and types); the contract the

@@ -1,12 +1,13 @@
 """Publishing a folder atomically: `artifacts/<name>/` always holds a whole bundle. Torch-free.
 
-Used by export (`python -m export`, through export.build) and tested by tests/test_publish.py.
+Used by export (`python -m export`, through export.build) and tested by
+tests/core/test_publish.py.
 
-A folder cannot be renamed over a non-empty folder, so the old way (rename the old bundle
-aside, rename the new one in) left a moment with no bundle, and a kill between the two renames
-left only `.<name>.old-PID`. On Linux, renameat2(RENAME_EXCHANGE) swaps two paths in one step:
-the new folder is written under a temporary name, swapped with the published one, and the old
-bundle (now under the temporary name) is deleted. At every instant `artifacts/<name>` is either
+A folder cannot be renamed over a non-empty folder, and two renames (the old bundle aside, the
+new one in) leave a moment with no bundle, and only `.<name>.old-PID` if killed between them.
+On Linux, renameat2(RENAME_EXCHANGE) swaps two paths in one step instead: the new folder is
+written under a temporary name, swapped with the published one, and the old bundle (now under
+the temporary name) is deleted. At every instant `artifacts/<name>` is either
 the whole old folder or the whole new one, and a clone's tracked `artifacts/lstm/` stays a plain
 folder (a symlink-to-version scheme would turn it into a link git sees as changed).
 

@@ -2,14 +2,25 @@
 
 Torch-free. The benchmark (`python -m bench.speed --ort-options`) times the alternatives on
 `complete.onnx`; DEFAULT holds the pick, and the evaluation (and the server, when it opens its
-sessions here) run exactly what was measured.
+sessions here) run exactly what was measured. `cuda_problem` says why a process cannot run on
+CUDA (checked once: the provider, the driver, the CUDA libraries, which it preloads).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import io
+import os
+import re
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+# onnxruntime 1.31 sends usage telemetry on Linux unless this is set before it starts; rowgen
+# never asks for that (a deployment that wants it sets the variable to 0).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 import onnxruntime as ort
 
@@ -52,10 +63,8 @@ class OrtSettings:
         return options
 
 
-# onnxruntime's own defaults won on the 2-core CPU (bench.speed --ort-options, LSTM H=256, a
-# busy machine, so only large gaps count): parallel mode was 2-4x slower everywhere; one thread
-# instead of two lost ~1.6x at batch 256 and won little or nothing at batch 1; spinning off and
-# lower optimization levels were within the noise or slower.
+# onnxruntime's own defaults won when `bench.speed --ort-options` timed the alternatives (the
+# figures: docs/results.md, "Session options").
 DEFAULT = OrtSettings()
 
 
@@ -64,7 +73,56 @@ ORT_WARNING, ORT_FATAL = 2, 4  # onnxruntime's default log severity, and one tha
 Model = Path | str | bytes  # a file, or (what rowgen.bundle hands out) its verified bytes
 
 _cuda_lock = threading.Lock()
-_cuda_loads: bool | None = None  # found out by the first session that asks for CUDA
+_cuda_checked = False  # the checks of cuda_problem ran (and preloaded the CUDA libraries)
+_cuda_why_not: str | None = None  # why this process runs no session on CUDA, once found
+_cuda_started: bool | None = None  # found out by the first session that asks for CUDA
+DRIVER = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+NOT_STARTED = (
+    "onnxruntime's CUDA provider did not start although the driver and the CUDA libraries load "
+    "(cuDNN 9 missing, or a GPU this build does not support; --device cuda shows onnxruntime's "
+    "own log)"
+)
+
+
+def _find_cuda_problem() -> str | None:
+    """The first reason, cheapest check first, why CUDA cannot run here; None if none is found.
+
+    `onnxruntime.preload_dlls()` loads the CUDA and cuDNN libraries from the `cuda` extra's
+    wheels (or torch's), so a GPU host without a system CUDA runs on the GPU; it prints what
+    fails to load, which becomes the reason instead of console noise.
+    """
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "this onnxruntime has no CUDA provider (install onnxruntime-gpu, not onnxruntime)"
+    try:
+        ctypes.CDLL(DRIVER)
+    except OSError:
+        return f"no NVIDIA driver ({DRIVER} does not load)"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ort.preload_dlls()
+    missing = dict.fromkeys(
+        Path(name).name for name in re.findall(r"Failed to load (\S+?):", printed.getvalue())
+    )
+    if missing:
+        return (
+            f"the CUDA libraries onnxruntime needs do not load ({', '.join(missing)}): "
+            "pip install 'rowgen[cuda]', or install CUDA 13 and cuDNN 9"
+        )
+    return None
+
+
+def cuda_problem() -> str | None:
+    """Why this process cannot run sessions on CUDA, or None while nothing says so.
+
+    Checked once per process, before the first CUDA session (see `_find_cuda_problem`); after
+    that session opens, also whether onnxruntime's CUDA provider really started in it.
+    """
+    global _cuda_checked, _cuda_why_not
+    with _cuda_lock:
+        if not _cuda_checked:
+            _cuda_why_not = _find_cuda_problem()
+            _cuda_checked = True
+        return _cuda_why_not
 
 
 def open_session(
@@ -73,31 +131,32 @@ def open_session(
     """A session on CPU, or asking for CUDA first (check `uses_cuda`: it may fall back).
 
     `model` is a path or, better, the bytes `Bundle.read` verified. The log level is set per
-    session (quiet: errors only). A CUDA library that cannot load, though, is reported through
-    onnxruntime's process-wide logger, which the session's level does not reach (measured with
-    onnxruntime 1.31). So the first CUDA request of the process finds out, under a lock and
-    with that logger quieted once; later sessions, including ones opened lazily while requests
-    run, ask only for what loaded and never touch the shared logger.
+    session (quiet: errors only). CUDA is asked for only when `cuda_problem` finds nothing
+    against it. A CUDA provider that then fails to start, though, is reported through
+    onnxruntime's process-wide logger, which the session's level does not reach. So the first
+    CUDA session of the process finds out, under a lock and with that logger quieted once; later
+    sessions, including ones opened lazily while requests run, ask only for what started and
+    never touch the shared logger.
     """
-    global _cuda_loads
+    global _cuda_started, _cuda_why_not
     source = model if isinstance(model, bytes) else str(model)
     options = settings.session_options()
     options.log_severity_level = ORT_FATAL if quiet else ORT_WARNING
-    if not cuda:
+    if not cuda or cuda_problem() is not None:
         return ort.InferenceSession(source, options, providers=CPU)
-    providers = [p for p in CUDA if p in ort.get_available_providers()]
     with _cuda_lock:
-        if _cuda_loads is None:
+        if _cuda_started is None:
             if quiet:
                 ort.set_default_logger_severity(ORT_FATAL)
             try:
-                session = ort.InferenceSession(source, options, providers=providers)
+                session = ort.InferenceSession(source, options, providers=CUDA)
             finally:
                 if quiet:
                     ort.set_default_logger_severity(ORT_WARNING)
-            _cuda_loads = uses_cuda(session)
+            _cuda_started = uses_cuda(session)
+            _cuda_why_not = None if _cuda_started else NOT_STARTED
             return session
-    return ort.InferenceSession(source, options, providers=providers if _cuda_loads else CPU)
+    return ort.InferenceSession(source, options, providers=CUDA if _cuda_started else CPU)
 
 
 def uses_cuda(session: ort.InferenceSession) -> bool:

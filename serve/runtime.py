@@ -3,11 +3,13 @@
 Torch-free. One `OrtModel` per bundle holds one session per program, shared by every request
 (`InferenceSession.run` is thread-safe; an IOBinding is made per call). `ModelSet` is what the
 app serves: every bundle under `--artifacts`, plus TorchScript when torch is installed
-(`serve.torchscript`). Used by `python -m serve` and `python -m bench.load`.
+(`serve.torchscript`). Used by the app (`python -m serve`) and the v2 API (`python -m serve.api`,
+and its Ray Serve replicas).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 ONNXRUNTIME = "onnxruntime"
 RANKING_METRIC = "test_mse_k14"  # the manifest metric that picks the default model (lower wins)
+log = logging.getLogger(__name__)
 
 
 Rows = Iterator[tuple[int, np.ndarray]]  # (r, row r of every image (B, 28)) for r = 0..27
@@ -65,16 +68,19 @@ def make_session(model: sessions.Model, device: str) -> ort.InferenceSession:
     """
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}: choose one of {', '.join(DEVICES)}")
-    # Under "auto" a CUDA library failing to load is the expected fallback, not news; under
+    if device == "cuda" and (why := sessions.cuda_problem()):
+        raise DeviceError(cuda_error(why))
+    # Under "auto" a CUDA provider failing to start is the expected fallback, not news; under
     # "cuda" onnxruntime's own log says why before DeviceError does. DEFAULT settings are what
     # bench.speed measured and picked.
     session = sessions.open_session(model, cuda=device != "cpu", quiet=device == "auto")
     if device == "cuda" and not sessions.uses_cuda(session):
-        raise DeviceError(
-            "--device cuda: onnxruntime could not use CUDA here (no GPU, or its CUDA/cuDNN "
-            "libraries are missing); use --device auto or --device cpu"
-        )
+        raise DeviceError(cuda_error(sessions.cuda_problem() or sessions.NOT_STARTED))
     return session
+
+
+def cuda_error(why: str) -> str:
+    return f"--device cuda: CUDA cannot be used here: {why}; use --device auto or --device cpu"
 
 
 def cuda_step_fn(session: ort.InferenceSession, config: ModelConfig) -> StepFn:
@@ -260,4 +266,5 @@ def load_models(artifacts: Path | str, device: str = "auto") -> ModelSet:
         models[path.name] = model = OrtModel(path, device)
         if device == "auto" and not model.on_cuda:
             device = "cpu"  # found out once: the other bundles go straight to the CPU
+            log.warning("rowgen: --device auto runs on the CPU: %s", sessions.cuda_problem())
     return ModelSet(models, device)

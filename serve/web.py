@@ -7,7 +7,7 @@ Nothing is computed here: the page (`web/index.html`) runs the bundle's `step.on
 `complete.onnx` in the browser with onnxruntime-web (WASM). This server only hands out static
 files, and only these: the page's own files, onnxruntime-web's `dist/` files from
 `web/node_modules` (`npm ci` in `web/`), each bundle's manifest and two ONNX files (bundles
-verified by sha256 at start), and the sample gallery as JSON. Torch-free, stdlib plus numpy.
+verified by sha256 at start), and the gallery of test images as JSON. Torch-free, stdlib plus numpy.
 """
 
 from __future__ import annotations
@@ -72,13 +72,13 @@ def bundle_index(files: dict[str, Path]) -> bytes:
     return json.dumps({"bundles": names}).encode()
 
 
-def samples_json() -> bytes:
+def gallery_json() -> bytes:
     """The app's gallery as 8-bit pixels: the page divides by 255, as numpy does."""
-    samples = [
-        {"label": s.label, "index": s.index, "pixels": to_uint8(s.image).ravel().tolist()}
-        for s in load_gallery()
+    images = [
+        {"label": g.label, "index": g.index, "pixels": to_uint8(g.image).ravel().tolist()}
+        for g in load_gallery()
     ]
-    return json.dumps({"size": contract.IMAGE_SIZE, "samples": samples}).encode()
+    return json.dumps({"size": contract.IMAGE_SIZE, "images": images}).encode()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -143,7 +143,7 @@ def make_server(
     if not (web / ORT_DIST / "ort.wasm.min.mjs").is_file():
         raise SetupError(f"onnxruntime-web is not installed: run `npm ci` in {web}")
     files = collect_files(Path(artifacts))
-    generated = {"/bundles.json": bundle_index(files), "/samples.json": samples_json()}
+    generated = {"/bundles.json": bundle_index(files), "/gallery.json": gallery_json()}
     handler = partial(Handler, web=Path(web), files=files, generated=generated)
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

@@ -1,4 +1,4 @@
-"""Debian's chromium through Playwright, launched one way for every browser test.
+"""The browser tests' chromium: docs.chromium's launch, skipped when it cannot start.
 
 Skipped when chromium or Playwright is missing, unless ROWGEN_REQUIRE_BROWSER=1 (CI).
 """
@@ -8,21 +8,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-TIMEOUT_MS = 60_000  # generous: CI machines and a busy laptop are slow
+from docs.chromium import LOCAL_HOSTS, TIMEOUT_MS, BrowserMissing
+from docs.chromium import open_chromium as launch
+
+__all__ = ["LOCAL_HOSTS", "TIMEOUT_MS", "open_chromium", "unavailable"]
 
 
 def unavailable(reason: str) -> None:
@@ -33,19 +25,10 @@ def unavailable(reason: str) -> None:
 
 @contextlib.contextmanager
 def open_chromium() -> Iterator:
-    """A headless chromium (a Playwright Browser), closed on exit."""
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        unavailable("Playwright for Python is not installed")
-    if not Path(CHROMIUM).is_file():
-        unavailable(f"no chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as p:
+    """A headless chromium (a Playwright Browser), closed on exit; skip (or fail) without one."""
+    with contextlib.ExitStack() as stack:
         try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        except Error as exc:
-            unavailable(f"chromium did not start: {exc}")
-        try:
-            yield browser
-        finally:
-            browser.close()
+            browser = stack.enter_context(launch())
+        except BrowserMissing as exc:
+            unavailable(str(exc))
+        yield browser

@@ -43,7 +43,6 @@ CASES: collections.Counter[str] = collections.Counter()  # property test -> case
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
-SHARED_DATA = REPO.parent / "shared" / "data" / "fashion-mnist"
 
 TINY_CONFIGS = {  # name -> (cell, mode, hidden, layers)
     "lstm": ("lstm", "stream", 8, 1),
@@ -87,8 +86,10 @@ def export_tiny(model, folder: Path) -> None:
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    """The real Fashion-MNIST files, from $ROWGEN_DATA_DIR or ../shared (skip when absent)."""
-    path = Path(os.environ.get("ROWGEN_DATA_DIR", SHARED_DATA))
+    """The real Fashion-MNIST files: $ROWGEN_DATA_DIR, else Debian's package (skip when absent)."""
+    from training.data import DATA_DIR_ENV, DEBIAN_DIRS
+
+    path = Path(os.environ.get(DATA_DIR_ENV) or DEBIAN_DIRS["fashion-mnist"])
     if not (path / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"no Fashion-MNIST files at {path} (set ROWGEN_DATA_DIR)")
     return path

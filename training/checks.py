@@ -3,7 +3,7 @@
 Used by `python -m training.train`, which prints the message and exits with status 2 instead of
 a traceback: an unusable `--known-rows`, `--epochs 0` and other recipe values, `--resume`
 without a checkpoint (or with a damaged or mismatched one), and a bad `--init-from` file.
-tests/test_fuzz_known_rows.py feeds `parse_known_rows` arbitrary input.
+tests/app/test_fuzz_known_rows.py feeds `parse_known_rows` arbitrary input.
 """
 
 from __future__ import annotations

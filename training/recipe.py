@@ -33,8 +33,8 @@ class Recipe:
 
 
 # Stream models: 8 teacher-forced epochs learn the rows, 12 free-running ones learn to complete
-# from the model's own rows (fed back as constants, prompts of 4..24 rows). Chosen by a sweep
-# (README, "Training recipe"); fits the 15-minute budget on a 2-core CPU.
+# from the model's own rows (fed back as constants, prompts of 4..24 rows). Chosen by the sweep
+# in docs/training.md; it fits in about 15 minutes on a 2-core CPU.
 STREAM = Recipe(
     epochs=20,
     batch_size=256,
@@ -60,13 +60,11 @@ COURSE_WINDOW = Recipe(
 
 
 # Then the completion from short prompts, where a recurrent mean is weakest against the
-# 10-nearest-neighbour mean (k=7: 0.0413 against 0.0412 after STREAM). Two short cosine cycles
-# at a seventh of STREAM's rate train on prompts of 5-9 rows with full backpropagation through
-# the fed-back rows, scoring only the generated rows, as the evaluation does. Chosen by
-# fine-tuning runs from the STREAM core on this CPU (README, "Training recipe"): k=7 went
-# 0.0413 -> 0.0401 after the first cycle and 0.0398 after a second; feedback as constants
-# (0.0405) or prompts of 1-24 rows (0.0410) did less in the first cycle, prompts of 4-10 rows at
-# 2e-4 (0.0399) about as well in the second.
+# 10-nearest-neighbour mean (after STREAM alone the two tie at k=7). Two short cosine cycles at
+# a seventh of STREAM's rate train on prompts of 5-9 rows with full backpropagation through the
+# fed-back rows, scoring only the generated rows, as the evaluation does. Chosen by the
+# fine-tuning runs in docs/training.md: shorter prompts and the gradient through the fed-back
+# rows are what moved k=7.
 _FOCUS_CYCLE = STREAM.with_overrides(
     epochs=4, lr=3e-4, free_run_from=0, feedback_grad=True, known_rows=(5, 9), score="generated"
 )

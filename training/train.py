@@ -1,10 +1,10 @@
 """Train a row generator and write its run (weights, metrics, pictures) to `runs/<name>/`.
 
-    python -m training.train --cell lstm                  # rowgen's stream model (default)
-    python -m training.train --cell lstm --mode window    # the course's 14-row window model
-    make train                                            # the default LSTM and GRU models
-    python -m training.train --cell lstm --head flow      # plus a flow head for sampling
+    python -m training.train --cell lstm                  # rowgen's stream LSTM, its mean head
+    python -m training.train --cell lstm --head flow      # plus a flow head that samples
+    make train                                            # the line above: the shipped model
     python -m training.train --cell lstm --head cvae      # plus a latent head (the older one)
+    python -m training.train --cell lstm --mode window    # the course's 14-row window model
 
 Checkpoints go to `runs/<name>/checkpoint.pt` after every epoch; `--resume` continues there.
 Training never writes to `artifacts/`: the bundle being served stays whole until

@@ -2,7 +2,7 @@
 //
 // Served by `python -m serve.web` (make web), which also serves onnxruntime-web's files from
 // web/node_modules under /ort/ and the bundles under /bundles/<name>/. The finished run is kept
-// in `window.rowgen` so a test (tests/test_web.py) can compare it with Python onnxruntime.
+// in `window.rowgen` so a test (tests/web/test_web.py) can compare it with Python onnxruntime.
 
 import * as ort from "/ort/ort.wasm.min.mjs";
 import { clampKnownRows, completeOnce, loadBundle, stepRows } from "/rowgen.js";
@@ -18,7 +18,7 @@ const BOUNDARY = "#e62828";
 const $ = (id) => document.getElementById(id);
 const state = window.rowgen = { status: "loading", tab: "gallery", input: null, result: null };
 const bundles = new Map(); // name -> promise of a loaded bundle
-let samples = [];
+let galleryImages = []; // the app's gallery, from /gallery.json
 
 function say(text, error = false) {
   $("status").textContent = text;
@@ -197,20 +197,20 @@ function chooseTab(tab) {
 }
 
 function buildGallery(n) {
-  for (const [i, sample] of samples.entries()) {
+  for (const [i, image] of galleryImages.entries()) {
     const button = document.createElement("button");
-    button.title = `${sample.label} (test image ${sample.index})`;
+    button.title = `${image.label} (test image ${image.index})`;
     button.dataset.index = i;
     const canvas = document.createElement("canvas");
     canvas.width = canvas.height = n;
-    const pixels = Float32Array.from(sample.pixels, (v) => v / 255);
+    const pixels = Float32Array.from(image.pixels, (v) => v / 255);
     paint(canvas, pixels, n);
     button.append(canvas);
     button.addEventListener("click", () => {
       document.querySelectorAll("#gallery .chosen").forEach((b) => b.classList.remove("chosen"));
       button.classList.add("chosen");
-      setInput(pixels, `${sample.label}, test image ${sample.index}`);
-      say(`chosen: ${sample.label}`);
+      setInput(pixels, `${image.label}, test image ${image.index}`);
+      say(`chosen: ${image.label}`);
     });
     $("gallery").append(button);
   }
@@ -240,7 +240,7 @@ function setupSketch() {
 
 async function start() {
   try {
-    const [index, gallery] = await Promise.all(["/bundles.json", "/samples.json"].map(
+    const [index, gallery] = await Promise.all(["/bundles.json", "/gallery.json"].map(
       async (url) => (await fetch(url)).json()));
     for (const name of index.bundles) $("bundle").append(new Option(name, name));
     const first = await getBundle(index.bundles[0]);
@@ -248,7 +248,7 @@ async function start() {
     const [lo, hi] = first.contract.known_rows_range;
     Object.assign($("known"), { min: lo, max: hi });
     imageSize = n;
-    samples = gallery.samples;
+    galleryImages = gallery.images;
     buildGallery(n);
     say(`ready: ${index.bundles.length} bundle(s); ${BACKEND}`);
     state.status = "ready";

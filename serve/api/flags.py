@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+from serve.api.limits import Limits
 from serve.batching import BatchSettings
 from serve.runtime import DEVICES
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:
-    """Where to listen, what to serve, and how to batch and bound the queue."""
-    d = BatchSettings()
+    """Where to listen, what to serve, how to batch and bound the queue, and what a caller may
+    do: how long it may take to send, and whether it may load and unload models."""
+    d, limits = BatchSettings(), Limits()
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     add("--port", type=int, default=8080, help="REST port")
@@ -32,7 +34,27 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         "--max-queue",
         type=int,
         default=d.max_queue,
-        help="images waiting per model before requests get 503 (also the largest request)",
+        help="images waiting per model before requests get 503; also the most images one "
+        "request may carry, on every model, which sets the largest REST body and gRPC message",
+    )
+    add(
+        "--header-timeout-s",
+        type=float,
+        default=limits.header_timeout_s,
+        help="seconds a client has to send a request's line and headers (then 408)",
+    )
+    add(
+        "--body-timeout-s",
+        type=float,
+        default=limits.body_timeout_s,
+        help="seconds a client has to send a request's body (then 408), or may stall reading "
+        "an answer (then it is dropped)",
+    )
+    add(
+        "--enable-model-repository",
+        action="store_true",
+        help="serve the model repository extension (load/unload over REST and gRPC): anyone who "
+        "reaches the ports can then take models offline, so only on a trusted network",
     )
     add(
         "--log-requests",
@@ -52,11 +74,19 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def batch_settings(args: argparse.Namespace) -> BatchSettings:
-    """The batching flags as settings; SystemExit with the flag's name when one is invalid."""
+def batch_settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BatchSettings:
+    """The batching flags as settings; a usage error (exit 2) naming the flag when one is bad."""
     for flag in ("max_batch", "max_queue"):
         if getattr(args, flag) < 1:
-            raise SystemExit(f"--{flag.replace('_', '-')} must be at least 1")
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.batch_wait_ms < 0:
-        raise SystemExit("--batch-wait-ms must be 0 or more")
+        parser.error("--batch-wait-ms must be 0 or more")
     return BatchSettings(args.max_batch, args.batch_wait_ms / 1000, args.max_queue)
+
+
+def limits(args: argparse.Namespace) -> Limits:
+    """The batch cap and timeout flags as limits; SystemExit naming a flag that is invalid."""
+    for flag in ("header_timeout_s", "body_timeout_s"):
+        if not getattr(args, flag) > 0:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be more than 0")
+    return Limits(args.max_queue, args.header_timeout_s, args.body_timeout_s)

@@ -3,10 +3,11 @@
 Torch-free. `<bundle>` runs `complete.onnx` through a `MicroBatcher`, `<bundle>_step` runs
 `step.onnx` as it is (the client carries the state), and a sampling bundle's `<bundle>_sample`
 runs `sample.onnx` (the client sends the noise, so a sample is reproducible anywhere). Names,
-datatypes and shapes come from `rowgen.contract`; every input is checked and a bad one is an
-`InvalidInput` (400 over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the fix
-(serve.api.inputs). A full queue is `Overloaded` (503, UNAVAILABLE). Served by
-`python -m serve.api` (`make api`) and `python -m serve.ray_app`.
+datatypes and shapes come from `rowgen.contract`. Every model checks a request the same way
+before it runs anything (serve.api.inputs: names, types, shapes, at most `max_queue` images, then
+values), and answers only finite outputs; a bad request is an `InvalidInput` (400 over REST,
+INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A full queue is `Overloaded` (503,
+UNAVAILABLE). Served by `python -m serve.api` (`make api`) and `python -m serve.ray_app`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from prometheus_client import Histogram
 
 from rowgen import contract
 from rowgen.contract import TensorSpec
-from rowgen.sampling import MAX_TEMPERATURE
 from serve.api.inputs import (
     DATATYPES,
     check_known_rows,
+    check_outputs,
     check_pixels,
+    check_sampling,
     read_inputs,
     v2_tensor,
 )
@@ -30,7 +32,6 @@ from serve.api.protocol import (
     InferOutput,
     InferRequest,
     InferResponse,
-    InvalidInput,
     Overloaded,
     kserve,
 )
@@ -46,16 +47,14 @@ BATCH_IMAGES = Histogram(
 )
 
 
-def step_model_name(bundle: str) -> str:
-    return bundle + contract.STEP_MODEL_SUFFIX
-
-
 def respond(request: InferRequest, model: str, specs: list[TensorSpec], arrays, **params):
-    """An InferResponse with `arrays` as the `specs` outputs, binary where the request asked.
+    """An InferResponse with `arrays` as the `specs` outputs, binary where the request asked;
+    InvalidInput if any output is not finite.
 
     The outputs hold raw bytes: kserve's gRPC encoder fails on numpy data, and its REST encoder
     turns raw bytes into a JSON list only when the request did not ask for binary.
     """
+    check_outputs(model, specs, arrays)
     outputs = []
     for spec, array in zip(specs, arrays, strict=True):
         output = InferOutput(spec.name, list(array.shape), DATATYPES[spec.dtype])
@@ -72,11 +71,23 @@ def respond(request: InferRequest, model: str, specs: list[TensorSpec], arrays, 
 
 
 class ContractModel(kserve.Model):
-    """A v2 model whose metadata is one of the contract's programs."""
+    """A v2 model whose metadata is one of the contract's programs, taking at most
+    `batching.max_queue` images a request."""
 
-    def __init__(self, name: str, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+    def __init__(
+        self,
+        name: str,
+        inputs: list[TensorSpec],
+        outputs: list[TensorSpec],
+        batching: BatchSettings,
+    ) -> None:
         super().__init__(name)
         self.inputs, self.outputs = inputs, outputs
+        self.max_images = batching.max_queue
+
+    def read(self, request: InferRequest) -> list[np.ndarray]:
+        """The request's inputs, checked (serve.api.inputs), in the contract's order."""
+        return read_inputs(request, self.inputs, self.outputs, self.name, self.max_images)
 
     def get_input_types(self) -> list[dict]:
         return [v2_tensor(s) for s in self.inputs]
@@ -88,8 +99,9 @@ class ContractModel(kserve.Model):
 class CompleteModel(ContractModel):
     """`<bundle>`: image FP32 [-1, 28, 28] + known_rows INT64 [-1] -> completed, batched."""
 
-    def __init__(self, model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> None:
-        super().__init__(model.name, contract.complete_inputs(), contract.complete_outputs())
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
+        specs = contract.complete_inputs(), contract.complete_outputs()
+        super().__init__(name, *specs, batching)
         self.model = model
         self.batcher = MicroBatcher(model.complete, batching)
 
@@ -99,14 +111,9 @@ class CompleteModel(ContractModel):
         return self.ready
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        image, known_rows = read_inputs(payload, self.inputs, self.name)
+        image, known_rows = self.read(payload)
         check_pixels(self.inputs[0].name, image)
         check_known_rows(known_rows)
-        if len(image) > (limit := self.batcher.settings.max_queue):
-            raise InvalidInput(
-                f"a request of {len(image)} images is more than this server takes at once "
-                f"({limit}, its --max-queue): split it into smaller requests"
-            )
         try:
             completed, batch = await self.batcher.submit(image, known_rows)
         except QueueFull as exc:
@@ -118,9 +125,9 @@ class CompleteModel(ContractModel):
 class StepModel(ContractModel):
     """`<bundle>_step`: one `step.onnx` call; the state comes in and goes back out."""
 
-    def __init__(self, model: OrtModel) -> None:
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         specs = contract.step_inputs(model.config), contract.step_outputs(model.config)
-        super().__init__(step_model_name(model.name), *specs)
+        super().__init__(name, *specs, batching)
         self.model = model
 
     def load(self) -> bool:
@@ -128,7 +135,7 @@ class StepModel(ContractModel):
         return self.ready
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        row, *state = read_inputs(payload, self.inputs, self.name)
+        row, *state = self.read(payload)
         check_pixels(self.inputs[0].name, row)
         outputs = await asyncio.to_thread(self.model.step, row, *state)
         return respond(payload, self.name, self.outputs, outputs)
@@ -137,9 +144,9 @@ class StepModel(ContractModel):
 class SampleModel(ContractModel):
     """`<bundle>_sample`: one `sample.onnx` call; the noise comes in the request."""
 
-    def __init__(self, model: OrtModel) -> None:
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         specs = contract.sample_inputs(model.config.noise_dim), contract.sample_outputs()
-        super().__init__(model.name + contract.SAMPLE_MODEL_SUFFIX, *specs)
+        super().__init__(name, *specs, batching)
         self.model = model
 
     def load(self) -> bool:
@@ -148,28 +155,28 @@ class SampleModel(ContractModel):
         return self.ready
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        image, known_rows, noise, temperature = read_inputs(payload, self.inputs, self.name)
+        image, known_rows, noise, temperature = self.read(payload)
         check_pixels(self.inputs[0].name, image)
         check_known_rows(known_rows)
-        bad = np.flatnonzero((temperature < 0) | (temperature > MAX_TEMPERATURE))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidInput(
-                f"temperature[{i}] is {float(temperature[i]):g}: each must be in "
-                f"0..{MAX_TEMPERATURE:g} (0: deterministic, 1: the model's own distribution)"
-            )
+        check_sampling(noise, temperature)
         completed = await asyncio.to_thread(
             self.model.sample, image, known_rows, noise, temperature
         )
         return respond(payload, self.name, self.outputs, [completed])
 
 
+# The v2 model class that serves each program of the contract.
+MODEL_CLASSES = {
+    contract.COMPLETE_ONNX: CompleteModel,
+    contract.STEP_ONNX: StepModel,
+    contract.SAMPLE_ONNX: SampleModel,
+}
+
+
 def bundle_models(model: OrtModel, batching: BatchSettings = DEFAULT_BATCHING) -> list:
-    """The v2 models of one bundle (contract.serving_names), loaded."""
-    models = [CompleteModel(model, batching), StepModel(model)]
-    if model.config.stochastic:
-        models.append(SampleModel(model))
-    assert [m.name for m in models] == list(contract.serving_names(model.name, model.config))
+    """The v2 models of one bundle, one per contract.serving_names entry, loaded."""
+    names = contract.serving_names(model.name, model.config)
+    models = [MODEL_CLASSES[program](name, model, batching) for name, program in names.items()]
     for m in models:
         m.load()
     return models

@@ -18,7 +18,8 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from serve.api.protocol import InferResponse, InvalidInput, kserve
+from serve.api.protocol import InferResponse, VersionNotServed, kserve
+from serve.api.wire import VERSIONS
 
 HEADER_LENGTH = kserve.constants.INFERENCE_CONTENT_LENGTH_HEADER
 REST_V2 = kserve.constants.PredictorProtocol.REST_V2.value
@@ -39,13 +40,7 @@ def json_body(response: InferResponse) -> bytes:
 
     orjson writes a float32 array with the shortest text that reads back as the same float32,
     so a client that parses into float32 gets exactly the server's values."""
-    requested = [o.name for o in response._requested_outputs or ()]
-    if unknown := set(requested) - {o.name for o in response.outputs}:
-        known = ", ".join(o.name for o in response.outputs)
-        raise InvalidInput(
-            f"requested output(s) {', '.join(sorted(unknown))} not among model "
-            f"{response.model_name!r}'s outputs: {known}"
-        )
+    requested = [o.name for o in response._requested_outputs or ()]  # checked by the model
     outputs = []
     for output in response.outputs:
         if requested and output.name not in requested:
@@ -85,8 +80,8 @@ def infer_router(dataplane) -> APIRouter:
     """POST /v2/models/{name}[/versions/{version}]/infer through `dataplane` (a DataPlane)."""
 
     async def infer(request: Request, model_name: str, model_version: str | None = None):
-        if model_version:  # as kserve's route: versions are not served
-            raise NotImplementedError("Model versioning not supported yet.")
+        if model_version:  # as kserve's route and gRPC (serve.api.wire): not served
+            raise VersionNotServed(VERSIONS)
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
         headers = dict(request.headers)

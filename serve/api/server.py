@@ -1,12 +1,17 @@
-"""KServe's ModelServer, bound to one address, with rowgen's answers for overload and bad bodies.
+"""KServe's ModelServer, bound to one address, and closed to what a caller should not do.
 
-Torch-free. kserve's REST server binds every interface (0.0.0.0) and its gRPC server [::];
-`V2Server` binds both to `host` (127.0.0.1 unless the caller says otherwise), answers a full queue
-with 503 + Retry-After, turns a malformed binary body into a 400 naming the problem (kserve would
-answer 500), and can leave out the per-request logging and timing middleware that cost throughput.
-REST infer goes through `serve.api.rest`'s orjson codec and both servers run on uvloop
-(`--kserve-json`, `--event-loop asyncio`: kserve's own ways, for `make load` to compare).
-Used by `python -m serve.api` and `python -m serve.ray_app`.
+Torch-free. kserve's servers bind every interface, let any caller unload a model, answer odd JSON
+with 500s, read REST bodies of any size, wait on slow clients without end, and log a traceback
+at ERROR for every bad request. `V2Server` binds REST and gRPC to `host` (127.0.0.1 unless told
+otherwise) and puts every request through the same checks on both protocols: the request's form
+(serve.api.wire, serve.api.schema), then the model's contract (serve.api.inputs), with one
+verdict and one log line per refusal (serve.api.refusals). REST bodies are bounded in size and
+time (serve.api.guard), request heads and stalled answers too (serve.api.timeouts), gRPC messages
+by the same batch cap (serve.api.grpc_server); the repository extension is off unless asked for
+(serve.api.repository); kserve's v1 routes are gone (these models speak v2 only). REST infer goes
+through serve.api.rest's orjson codec and both servers run on uvloop (`--kserve-json`,
+`--event-loop asyncio`: kserve's own ways, for `make load` to compare). Used by
+`python -m serve.api` and `python -m serve.ray_app`.
 """
 
 from __future__ import annotations
@@ -15,31 +20,27 @@ import argparse
 import asyncio
 import logging
 import socket
-from concurrent import futures
 
-import orjson
-from fastapi import Request
-from fastapi.responses import JSONResponse
-from grpc import aio
+from fastapi import APIRouter
 from uvloop import new_event_loop
 
-from serve.api.protocol import InferRequest, InvalidInput, Overloaded, kserve
+from serve.api import timeouts
+from serve.api.flags import limits
+from serve.api.grpc_server import BoundGRPCServer
+from serve.api.guard import Guard
+from serve.api.limits import Limits
+from serve.api.protocol import kserve
+from serve.api.refusals import install
+from serve.api.repository import EXTENSION, Repository, ServedModels, unadvertise
 from serve.api.rest import infer_router
+from serve.api.wire import HEADER_LENGTH, json_request, rest_request
 
 # kserve's parts, reached through the package serve.api.protocol imported with a clean command line
 # (`from kserve.x import y` here would import kserve before that guard runs).
 DataPlane = kserve.protocol.dataplane.DataPlane
-RequestedOutput = kserve.protocol.infer_type.RequestedOutput
-InferInput = kserve.InferInput
 RESTServer = kserve.protocol.rest.server.RESTServer
-GRPCServer = kserve.protocol.grpc.server.GRPCServer
-InferenceServicer = kserve.protocol.grpc.servicer.InferenceServicer
-interceptors = kserve.protocol.grpc.interceptors
-grpc_service = kserve.protocol.grpc.grpc_predict_v2_pb2_grpc
-
-HEADER_LENGTH = kserve.constants.INFERENCE_CONTENT_LENGTH_HEADER
-RETRY_AFTER_S = 1
-GRPC_MAX_MESSAGE = 64 * 1024 * 1024  # 64 MiB: about 21,000 images of 28x28 FP32 per request
+metrics_handler = kserve.protocol.rest.server.metrics_handler
+register_v2_endpoints = kserve.protocol.rest.v2_endpoints.register_v2_endpoints
 
 
 def busy_port(host: str, ports: dict[str, int]) -> str | None:
@@ -58,122 +59,71 @@ def busy_port(host: str, ports: dict[str, int]) -> str | None:
     return None
 
 
-def read_binary_request(body: bytes, json_length: int, model_name: str):
-    """A REST body with binary tensors (or pure JSON sent as bytes) as an InferRequest.
-
-    kserve's own `InferRequest.from_bytes` turns every binary tensor into a Python list and
-    back; here the bytes stay bytes until the model reads them (numpy.frombuffer), which is
-    what the binary extension is for. A body shorter than its sizes say is named as truncated.
-    """
-    header = orjson.loads(body[:json_length])
-    offset, inputs = json_length, []
-    for spec in header["inputs"]:
-        params = spec.get("parameters") or {}
-        tensor = InferInput(spec["name"], spec["shape"], spec["datatype"], spec.get("data"), params)
-        if "data" not in spec:
-            size = params.get("binary_data_size")
-            if size is None:
-                raise InvalidInput(f"input {spec['name']!r} has neither data nor binary_data_size")
-            tensor._raw_data = body[offset : offset + size]
-            if len(tensor._raw_data) != size:
-                raise InvalidInput(
-                    f"input {spec['name']!r}: the body ends {size - len(tensor._raw_data)} bytes "
-                    f"short of its binary_data_size {size} (truncated?)"
-                )
-            offset += size
-        inputs.append(tensor)
-    outputs = [RequestedOutput(o["name"], o.get("parameters")) for o in header.get("outputs", [])]
-    return InferRequest(
-        model_name,
-        inputs,
-        request_id=header.get("id"),
-        parameters=header.get("parameters"),
-        request_outputs=outputs or None,
-    )
-
-
 class CheckedDataPlane(DataPlane):
-    """kserve's data plane, decoding byte bodies by `read_binary_request`, where a body that
-    does not parse is the client's error (a 400 naming it; kserve would answer 500)."""
+    """kserve's data plane, reading REST bodies with serve.api.wire, ready only while every
+    served model is, and listing the repository extension only when it is on."""
+
+    def __init__(self, models: ServedModels, repository: bool) -> None:
+        super().__init__(model_registry=models)
+        self.repository = repository
+
+    async def model_metadata(self, model_name: str) -> dict:
+        """kserve's metadata with `platform` (kserve leaves it empty) set as Triton names an ONNX
+        model's, plus the execution provider the session really uses: over REST and gRPC alike,
+        a client sees whether the GPU serves it."""
+        metadata = await super().model_metadata(model_name)
+        runtime = getattr(self.get_model_from_registry(model_name), "model", None)
+        if runtime is not None:
+            metadata["platform"] = f"onnxruntime_onnx ({runtime.providers[0]})"
+        return metadata
 
     def decode_inference_request(self, body, headers, model_name):
-        if not isinstance(body, bytes):
-            return super().decode_inference_request(body, headers, model_name)
-        # A JSON body sent without `Content-Type: application/json` (tritonclient's HTTP client
-        # does that) reaches here as bytes too: a binary request with no binary part.
-        length = headers.get(HEADER_LENGTH)
-        try:
-            return read_binary_request(body, int(length or len(body)), model_name)
-        except InvalidInput:
-            raise
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            shape = (
-                'a JSON object whose "inputs" list gives each input\'s name, shape, datatype '
-                "and data"
-                if length is None
-                else "a JSON header listing every input, then the bytes of each input's "
-                "binary_data_size (is the body truncated?)"
-            )
-            raise InvalidInput(
-                f"malformed inference request ({type(exc).__name__}: {exc}): the body must be "
-                f"{shape}"
-            ) from None
+        if isinstance(body, bytes):  # rowgen's route, or a body kserve's could not parse
+            return rest_request(body, headers.get(HEADER_LENGTH), model_name)
+        # kserve's own route (--kserve-json) hands over its pydantic model of the JSON
+        return json_request(body.model_dump(exclude_none=True), memoryview(b""), model_name)
 
+    async def ready(self) -> bool:
+        return await self.model_registry.all_ready()
 
-async def overloaded_handler(_: Request, exc: Overloaded) -> JSONResponse:
-    return JSONResponse(
-        status_code=503,
-        content={"error": exc.details},
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    async def model_ready(self, model_name: str, disable_predictor_health_check: bool = False):
+        if model_name in self.model_registry.unloaded:  # served, but unloaded: not ready (503)
+            return False
+        return await super().model_ready(model_name, disable_predictor_health_check)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "extensions": [EXTENSION] if self.repository else []}
 
 
 class _RESTServer(RESTServer):
-    def __init__(self, *args, log_requests: bool, fast_json: bool, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.log_requests = log_requests
-        self.fast_json = fast_json
+    def __init__(
+        self, *args, log_requests: bool, fast_json: bool, limits: Limits, repository: bool, **kw
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.log_requests, self.fast_json = log_requests, fast_json
+        self.limits, self.repository = limits, repository
+        self.config.http = timeouts.protocol(limits)
 
     def _register_endpoints(self, app) -> None:
+        """rowgen's infer route, then kserve's root, metrics and v2 routes; not its v1 routes,
+        which cannot serve these v2 models (a 404 names the v2 routes instead)."""
         if self.fast_json:  # first, so it answers the infer URLs ahead of kserve's route
             app.include_router(infer_router(self.dataplane))
-        super()._register_endpoints(app)
+        root = APIRouter()
+        root.add_api_route("/", self.dataplane.live)
+        root.add_api_route("/metrics", metrics_handler, methods=["GET"])
+        app.include_router(root)
+        register_v2_endpoints(app, self.dataplane, self.model_repository_extension)
+        if not self.repository:
+            unadvertise(app)
 
     def _add_middlewares(self, app) -> None:
         if self.log_requests:  # kserve's per-request timing log
             super()._add_middlewares(app)
+        app.add_middleware(Guard, limits=self.limits, dataplane=self.dataplane)  # outermost
 
     def _add_exception_handlers(self, app) -> None:
-        app.add_exception_handler(Overloaded, overloaded_handler)
-        super()._add_exception_handlers(app)
-
-
-class _GRPCServer(GRPCServer):
-    """kserve's gRPC server, listening on `host` only."""
-
-    def __init__(self, host: str, *args, log_requests: bool, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.host = host
-        self.log_requests = log_requests
-
-    async def start(self, max_workers: int) -> None:
-        chain = [interceptors.ExceptionToStatusInterceptor()]
-        if self.log_requests:
-            chain.insert(0, interceptors.LoggingInterceptor())
-        options = [
-            ("grpc.max_send_message_length", GRPC_MAX_MESSAGE),
-            ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE),
-        ]
-        self._server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=chain,
-            options=options,
-        )
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
-        grpc_service.add_GRPCInferenceServiceServicer_to_server(servicer, self._server)
-        self._server.add_insecure_port(f"{self.host}:{self._port}")
-        await self._server.start()
-        await self._server.wait_for_termination()
+        install(app)
 
 
 class V2Server(kserve.ModelServer):
@@ -187,10 +137,14 @@ class V2Server(kserve.ModelServer):
         log_requests: bool = False,
         fast_json: bool = True,
         uvloop: bool = True,
+        limits: Limits | None = None,
+        repository: bool = False,
     ) -> None:
+        models = ServedModels()
         super().__init__(
             http_port=http_port,
             grpc_port=grpc_port,
+            registered_models=models,
             enable_grpc=grpc_port != 0,
             enable_latency_logging=log_requests,
         )
@@ -198,7 +152,10 @@ class V2Server(kserve.ModelServer):
         self.log_requests = log_requests
         self.fast_json = fast_json
         self.loop_factory = new_event_loop if uvloop else None
-        self.dataplane = CheckedDataPlane(model_registry=self.registered_models)
+        self.limits = limits or Limits()
+        self.repository = repository
+        self.model_repository_extension = Repository(models, repository)
+        self.dataplane = CheckedDataPlane(models, repository)
         if not log_requests:  # one line per request costs more than the model does
             logging.getLogger("uvicorn.access").disabled = True
             kserve.logging.trace_logger.setLevel(logging.WARNING)
@@ -213,6 +170,8 @@ class V2Server(kserve.ModelServer):
             args.log_requests,
             fast_json=not args.kserve_json,
             uvloop=args.event_loop == "uvloop",
+            limits=limits(args),
+            repository=args.enable_model_repository,
         )
 
     def start(self, models: list) -> None:
@@ -228,11 +187,13 @@ class V2Server(kserve.ModelServer):
             timeout_keep_alive=self.timeout_keep_alive,
             log_requests=self.log_requests,
             fast_json=self.fast_json,
+            limits=self.limits,
+            repository=self.repository,
         )
         self._rest_server.config.host = self.host
         self.servers.append(self._rest_server.start())
         if self.enable_grpc:
-            self._grpc_server = _GRPCServer(
+            self._grpc_server = BoundGRPCServer(
                 self.host,
                 self.grpc_port,
                 self.dataplane,
@@ -240,6 +201,7 @@ class V2Server(kserve.ModelServer):
                 kwargs={},
                 grace_period=self.grace_period,
                 log_requests=self.log_requests,
+                limits=self.limits,
             )
             self.servers.append(self._grpc_server.start(self.max_threads))
         # kserve's asyncio.run would serve on the standard event loop, and its setup_event_loop

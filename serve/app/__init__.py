@@ -1,0 +1,1 @@
+"""The Gradio app: `python -m serve` or `python -m serve.app` (`make serve`)."""

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         models = load_models(args.artifacts, args.device)
     except (BundleError, DeviceError) as exc:
         print(f"serve: {exc}", file=sys.stderr)
-        return 1
+        return 2
     providers = models.providers
     fallback = " (--device auto: no usable CUDA here)" if args.device == "auto" else ""
     fallback = fallback if CUDA not in providers else ""

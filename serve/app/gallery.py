@@ -1,4 +1,4 @@
-"""The app's sample gallery: Fashion-MNIST test images shipped in `serve/app/data/`.
+"""The app's gallery: Fashion-MNIST test images shipped in `serve/app/data/`.
 
 Torch-free. `python -m serve.app.make_gallery` writes the file; the app shows it as a gallery.
 """

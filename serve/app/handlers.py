@@ -64,18 +64,19 @@ def summary(model: Model, k: int, seconds: float, mse: float | None) -> str:
 
 
 class Handlers:
-    """The app's event handlers, bound to the served models and the sample gallery."""
+    """The app's event handlers, bound to the served models and the gallery."""
 
     def __init__(
-        self, models: ModelSet, samples: list[GalleryImage], pngs: PngFiles | None = None
+        self, models: ModelSet, gallery: list[GalleryImage], pngs: PngFiles | None = None
     ) -> None:
         self.models = models
-        self.samples = samples
+        self.gallery = gallery
         self.pngs = PngFiles() if pngs is None else pngs  # outputs go out as files: see why there
         self.cache: CacheSweeper | None = None  # set by build_app, once gradio's cache is known
 
-    def pick_sample(self, evt: gr.SelectData) -> tuple[int, str]:
-        chosen = self.samples[int(evt.index)]
+    def pick(self, evt: gr.SelectData) -> tuple[int, str]:
+        """A click on the gallery: the index of the image it chose, and a line naming it."""
+        chosen = self.gallery[int(evt.index)]
         return int(evt.index), f"Chosen: **{chosen.label}** (test image #{chosen.index})"
 
     def model(self, name: str, backend: str = ONNXRUNTIME) -> Model:
@@ -89,7 +90,7 @@ class Handlers:
             self.cache.sweep()
 
     def read_input(
-        self, source: str, sample: int | None, upload: str | None, sketch: object, invert: bool
+        self, source: str, picked: int | None, upload: str | None, sketch: object, invert: bool
     ) -> tuple[np.ndarray, bool]:
         """The (28, 28) image to complete, and whether it is a whole original (for the MSE)."""
         try:
@@ -102,14 +103,14 @@ class Handlers:
                 return image, True
         except ImageInputError as exc:
             raise gr.Error(str(exc)) from exc
-        if sample is None or not 0 <= int(sample) < len(self.samples):
-            raise gr.Error("no image chosen: click a sample in the gallery first")
-        return self.samples[int(sample)].image, True
+        if picked is None or not 0 <= int(picked) < len(self.gallery):
+            raise gr.Error("no image chosen: click an image in the gallery first")
+        return self.gallery[int(picked)].image, True
 
     def stream(
         self,
         source: str,
-        sample: int | None,
+        picked: int | None,
         upload: str | None,
         sketch: object,
         invert: bool,
@@ -132,7 +133,7 @@ class Handlers:
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         model = self.model(model_name, backend)
-        original, whole = self.read_input(source, sample, upload, sketch, invert)
+        original, whole = self.read_input(source, picked, upload, sketch, invert)
         if drawn is not None:
             yield from self.stream_samples(model, original, k, *drawn)
             return

@@ -1,63 +1,35 @@
 """Safe image decoding and preprocessing for the server: any upload or sketch -> (28, 28) float32.
 
-Torch-free. Uploads and sketches pass the same checks: a file too big, a header announcing too
-many pixels (a decompression bomb) or a format outside `FORMATS` is refused before decoding;
-anything Pillow cannot read is a clear `ImageInputError`, never a stack trace. Large images are
-shrunk while decoding (JPEG `draft`) or right after (`reduce`), before any conversion that would
-copy them at full size. Pixel values keep their meaning: 16-bit images are scaled by 65535 and
-float images must already lie in [0, 1], so a dark scan stays dark. Used by `serve.app.layout`
-(`python -m serve`).
+Torch-free. Uploads and sketches pass the same checks (serve.app.image_files): a file too big, a
+header announcing too many pixels (a decompression bomb) or a format outside FORMATS is refused
+before decoding, a file that ends early after; anything Pillow cannot read is a clear
+`ImageInputError`, never a stack trace. Large images are shrunk while decoding (JPEG `draft`) or
+right after (`reduce`), before any conversion that would copy them at full size. Pixel values
+keep their meaning: 16-bit images are scaled by 65535 and float images must already lie in
+[0, 1], so a dark scan stays dark. Used by `serve.app.layout` (`python -m serve`).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from rowgen import contract
+from serve.app.image_files import (
+    MAX_BYTES,
+    MAX_PIXELS,
+    ImageInputError,
+    check_complete,
+    check_file,
+)
 
-MAX_BYTES = 10 * 1024 * 1024  # an upload larger than this is refused unread
-MAX_PIXELS = 4096 * 4096  # width * height from the header; larger is refused before decoding
-FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # Pillow's names; nothing else is opened
-ACCEPTED = "PNG, JPEG, GIF, BMP, WebP or TIFF"
 WORK_SIZE = 4 * contract.IMAGE_SIZE  # shrink by whole factors while the long side stays >= this
 EMPTY_LEVEL = 0.02  # a sketch whose brightest pixel stays under this has nothing drawn
 SIXTEEN_BIT = 65535.0  # full scale of 16-bit ('I;16') and 32-bit integer ('I') pixels
 STRIP_ROWS = 256  # value checks read this many rows at a time: no full-size float copy
 WIDER = {"1": "L", "P": "LA", "PA": "LA"}  # modes `reduce` cannot average, and what they become
-
-
-class ImageInputError(ValueError):
-    """The input cannot become a 28x28 image; the message says why, for the user."""
-
-
-def check_file(
-    path: Path | str | bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
-) -> tuple[str, Image.Image]:
-    """Check a file (a path, or its bytes) from its size and header alone, decoding nothing.
-
-    Returns its name for messages and the lazily opened image (the caller closes it).
-    """
-    name, data = _source(path)
-    size = len(data) if isinstance(data, bytes) else data.stat().st_size
-    if size > max_bytes:
-        raise ImageInputError(f"the file is {size / 2**20:.1f} MiB; the limit is {_mib(max_bytes)}")
-    if size == 0:
-        raise ImageInputError("the file is empty")
-    image = _open_header(data if isinstance(data, Path) else io.BytesIO(data), name)
-    width, height = image.size
-    if width * height > max_pixels or width < 1 or height < 1:
-        image.close()
-        if width < 1 or height < 1:
-            raise ImageInputError(f"the image has no pixels ({width}x{height})")
-        raise ImageInputError(
-            f"the image is {width}x{height} pixels; the limit is {max_pixels:,} pixels"
-        )
-    return name, image
 
 
 def open_image(path: Path | str | bytes, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS):
@@ -74,37 +46,13 @@ def open_image(path: Path | str | bytes, max_bytes: int = MAX_BYTES, max_pixels:
                 image.draft(None, _shrunk_size(image.size))
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no full-size copy
+            check_complete(path, image.format)
         except Exception as exc:
             raise ImageInputError(f"{name} is corrupt or truncated ({exc})") from exc
         small = shrink(image)
         return image.copy() if small is image else small  # a copy outlives the close below
     finally:
         image.close()
-
-
-def _source(path: Path | str | bytes) -> tuple[str, Path | bytes]:
-    if isinstance(path, (bytes, bytearray, memoryview)):
-        return "the image", bytes(path)
-    path = Path(path)
-    if not path.is_file():
-        raise ImageInputError("no image was given: choose a sample, upload a file or draw")
-    return path.name, path
-
-
-def _open_header(source: Path | io.BytesIO, name: str) -> Image.Image:
-    """Pillow's lazy open (header only), limited to FORMATS."""
-    try:
-        with warnings.catch_warnings():  # Pillow's bomb *warning*: our own limit decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(source, formats=FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageInputError(f"the image is far too large ({exc})") from exc
-    except Exception as exc:  # any failure to identify the header: not an image we accept
-        raise ImageInputError(f"{name} is not an image in an accepted format ({ACCEPTED})") from exc
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB"
 
 
 def _factor(size: tuple[int, int]) -> int:

@@ -2,7 +2,7 @@
 
 One `gr.Blocks` layout in `build_app`, its events (handled by `serve.app.handlers`) at its bottom;
 nothing is done at import time. Run it with `python -m serve` (`make serve`); `launch` is shared
-by the entry point, the tests and `python -m bench.load`. Also serves the API endpoint
+by the entry point, the tests and `python -m docs.screenshots`. Also serves the API endpoint
 `/complete`.
 """
 
@@ -41,7 +41,7 @@ def offline_theme() -> gr.themes.Base:
 
 def build_app(
     models: ModelSet,
-    samples: list[GalleryImage] | None = None,
+    gallery: list[GalleryImage] | None = None,
     cache_sweep: tuple[float, float] = (CACHE_SWEEP_S, CACHE_AGE_S),
     pngs: PngFiles | None = None,
 ) -> gr.Blocks:
@@ -50,7 +50,7 @@ def build_app(
     cache_sweep: (every s, files older than s) for gradio's cache, emptied of the app's files
     at exit. pngs: where output pictures go (default: a new `PngFiles`).
     """
-    handlers = Handlers(models, load_gallery() if samples is None else samples, pngs)
+    handlers = Handlers(models, load_gallery() if gallery is None else gallery, pngs)
     backend_choices = [(f"{b} ({', '.join(models.providers)})", b) for b in models.backends[:1]]
     backend_choices += [(b, b) for b in models.backends[1:]]
     with gr.Blocks(
@@ -67,14 +67,14 @@ def build_app(
         # Set in the browser by the tab events below, so a quick click on Complete never races
         # a server round trip (a gr.State would be updated on the server).
         source = gr.Textbox(GALLERY, visible=False)
-        sample = gr.State(None)
+        picked = gr.State(None)  # the gallery image's index
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Tabs():
                     with gr.Tab(GALLERY) as gallery_tab:
                         chosen = gr.Markdown("Fashion-MNIST test images: click one.")
-                        gallery = gr.Gallery(
-                            [(s.thumbnail(), s.label) for s in handlers.samples],
+                        gallery_view = gr.Gallery(
+                            [(s.thumbnail(), s.label) for s in handlers.gallery],
                             show_label=False,
                             columns=5,
                             allow_preview=False,
@@ -127,25 +127,27 @@ def build_app(
                     elem_id="result",
                 )
                 stats = gr.Markdown(elem_id="stats")
-        with gr.Row(visible=False):  # the inputs and output of the /complete API endpoint
+        # The inputs and output of the /complete API endpoint. Its numbers reach the handler as
+        # sent (gradio's precision=0 would round 14.5 to 14): whole numbers are checked there.
+        with gr.Row(visible=False):
             api_image = gr.File(type="filepath")
-            api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS, precision=0)
+            api_rows = gr.Number(value=DEFAULT_KNOWN_ROWS)
             api_model = gr.Textbox(value=models.best)
             api_mode = gr.Textbox(value=MEAN)
-            api_samples = gr.Number(value=1, precision=0)
+            api_samples = gr.Number(value=1)
             api_temperature = gr.Number(value=1.0)
-            api_seed = gr.Number(value=0, precision=0)
+            api_seed = gr.Number(value=0)
             api_out = gr.Image(label="completed", format="png", image_mode="L")
             api_button = gr.Button()
 
         for tab, name in ((gallery_tab, GALLERY), (upload_tab, UPLOAD), (draw_tab, DRAW)):
             tab.select(None, None, source, js=f"() => {json.dumps(name)}")
-        inputs = [source, sample, upload, sketch, invert, known_rows, model, backend]
+        inputs = [source, picked, upload, sketch, invert, known_rows, model, backend]
         inputs += [mode, samples, temperature, seed]
         stream = {"api_visibility": "undocumented", "concurrency_limit": UI_CONCURRENCY}
-        gallery.select(
-            handlers.pick_sample, None, [sample, chosen], api_visibility="undocumented"
-        ).then(handlers.stream, inputs, [result, stats], **stream)  # a click runs the sample
+        gallery_view.select(
+            handlers.pick, None, [picked, chosen], api_visibility="undocumented"
+        ).then(handlers.stream, inputs, [result, stats], **stream)  # a click completes the image
         run.click(handlers.stream, inputs, [result, stats], **stream)
         api_button.click(
             handlers.complete_api,

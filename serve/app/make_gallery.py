@@ -3,7 +3,7 @@
 Torch-free; run once, and the result (`serve/app/data/fashion-mnist-test.npz`, a few KiB) is
 committed so the server needs no dataset:
 
-    python -m serve.app.make_gallery --data-dir ../shared/data/fashion-mnist
+    python -m serve.app.make_gallery --data-dir DIR   # or $ROWGEN_DATA_DIR
 """
 
 from __future__ import annotations

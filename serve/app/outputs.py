@@ -2,7 +2,7 @@
 
 Why not return numpy arrays: gradio caches those by content hash and rewrites the cached file in
 place, so two requests that produce the same picture (the same gallery image, model and known
-rows) race, and a download can read the file half written (seen under `make load`). A file path
+rows) race, and a download can read the file half written. A file path
 is copied into gradio's cache by its race-free route instead (write aside, then rename).
 
 Gradio copies a returned file before it answers, so ours only has to outlive that: the store
@@ -80,14 +80,14 @@ class CacheSweeper:
 
     gradio's own periodic sweep (`delete_cache`) iterates its sets of cached files while
     requests add to them; the first clash ("Set changed size during iteration") ends that
-    task for good, seen within a minute of load, and the cache then grows for the rest of the
+    task for good, within a minute of load, and the cache then grows for the rest of the
     server's life. This sweeper reads a snapshot of each set instead, and also removes the
     folder gradio made for each file, and the empty spool files its upload route leaves in the
-    cache folder itself (one per upload, seen with gradio 6.31). `sweep` is called on every
+    cache folder itself (one per upload). `sweep` is called on every
     request; a sweep is due at most every `every_s` and runs in a thread of its own, so no
     request waits for it. `close` (also run at exit) deletes every file this app put there:
     gradio's own clean-up at shutdown runs in its server thread, which the process may not
-    wait for (seen: a cache left full after SIGTERM).
+    wait for, leaving the cache full after SIGTERM.
     """
 
     def __init__(self, blocks, every_s: float, age_s: float) -> None:

@@ -4,8 +4,8 @@ Two things gradio's own `gr.Sketchpad` does not do. It opens with no tool chosen
 draw tool to start") unless it has a background, so the canvas starts on a white one, which is
 also the paper that `serve.app.images.load_sketch` expects. And gradio decodes the submitted canvas
 itself, with Pillow's decompression-bomb warning silenced; `checked_sketchpad` first checks each
-submitted file's size, format and header pixels with `serve.app.images.check_file`, so a drawing
-meets the limits an upload does. Used by `serve.app.layout` (`python -m serve`).
+submitted file's size, format and header pixels with `serve.app.image_files.check_file`, so a
+drawing meets the limits an upload does. Used by `serve.app.layout` (`python -m serve`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 from gradio.data_classes import FileData
 
-from serve.app.images import ImageInputError, check_file
+from serve.app.image_files import ImageInputError, check_file
 
 CANVAS = (280, 280)  # width, height: 10 screen pixels per model pixel
 BRUSH = 14  # about one and a half model pixels wide

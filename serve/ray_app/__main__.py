@@ -75,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--min-replicas and --max-replicas go together")
     if args.min_replicas is not None and not 0 < args.min_replicas <= args.max_replicas:
         parser.error("autoscaling needs 0 < --min-replicas <= --max-replicas")
+    args.batching = batch_settings(args, parser)
     return args
 
 
@@ -128,15 +129,15 @@ def deploy(args: argparse.Namespace, batching: BatchSettings) -> dict[str, objec
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    batching = batch_settings(args)
+    batching = args.batching
     if not find_bundles(args.artifacts):
         print(f"serve.ray_app: no bundles under {Path(args.artifacts)}", file=sys.stderr)
-        return 1
+        return 2
     from serve.api.server import V2Server, busy_port  # kserve, once the flags are parsed
 
     if message := busy_port(args.host, {"--port": args.port, "--grpc-port": args.grpc_port}):
         print(f"serve.ray_app: {message}", file=sys.stderr)
-        return 1
+        return 2
     from serve.ray_app.front import front_models
 
     handles = deploy(args, batching)

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,35 +28,12 @@ grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
 from bench.load_clients import v2_inputs  # noqa: E402
-from bench.servers import Running, start  # noqa: E402
+from bench.servers import Running  # noqa: E402
 from rowgen import contract  # noqa: E402
 from serve.batching import BatchSettings, MicroBatcher, QueueFull  # noqa: E402
 from serve.runtime import OrtModel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def start_server(artifacts: Path, log_dir: Path, *flags: str) -> Running:
-    return start("v2", artifacts, "cpu", log_dir, list(flags), timeout=120)
-
-
-@pytest.fixture(scope="module")
-def servers(tiny_bundles: Path, tmp_path_factory) -> Iterator[dict[str, Running]]:
-    """A normal server (20 ms batching window) and one with a 2-image queue."""
-    logs = tmp_path_factory.mktemp("api-logs")
-    started = {"main": start_server(tiny_bundles, logs, "--batch-wait-ms", "20")}
-    try:
-        flags = ["--max-queue", "2", "--batch-wait-ms", "300"]
-        started["small"] = start_server(tiny_bundles, logs, *flags)
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-
-
-@pytest.fixture(scope="module")
-def server(servers: dict[str, Running]) -> Running:
-    return servers["main"]
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +257,7 @@ def test_versioned_infer_url_is_answered(server: Running) -> None:
     image, known_rows = images(1)
     body = json.dumps(json_body(image, known_rows)).encode()
     code, answer, _ = post(server, "/v2/models/lstm/versions/1/infer", body)
-    assert code == 501 and "version" in json.dumps(answer).lower(), answer
+    assert code == 404 and "version" in json.dumps(answer).lower(), answer
 
 
 def test_truncated_binary_body_is_a_400(server: Running, lstm: OrtModel) -> None:
@@ -344,7 +320,7 @@ def test_taken_port_is_named(tiny_bundles: Path) -> None:
             timeout=60,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
-    assert result.returncode == 1 and f"127.0.0.1:{port} is in use" in result.stderr
+    assert result.returncode == 2 and f"127.0.0.1:{port} is in use" in result.stderr
 
 
 def test_micro_batcher_gathers_splits_and_refuses() -> None:

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ if importlib.util.find_spec("kserve") is None:
 httpclient = pytest.importorskip("tritonclient.http")
 from tritonclient.utils import np_to_triton_dtype  # noqa: E402
 
-from bench.servers import Running, start  # noqa: E402
+from bench.servers import Running  # noqa: E402
 from rowgen import contract  # noqa: E402
 from rowgen.bundle import open_bundle  # noqa: E402
 from rowgen.sampling import draw_noise  # noqa: E402
@@ -30,13 +29,8 @@ SAMPLE_MODEL = TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX
 
 
 @pytest.fixture(scope="module")
-def server(tiny_sampler_bundles: Path, tmp_path_factory) -> Iterator[Running]:
-    logs = tmp_path_factory.mktemp("api-sample-logs")
-    running = start("v2", tiny_sampler_bundles, "cpu", logs, [], timeout=120)
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(sampler_server: Running) -> Running:
+    return sampler_server
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,10 @@ def handlers(tiny_bundles: Path) -> Handlers:
     return Handlers(load_models(tiny_bundles, "cpu"), load_gallery())
 
 
-def run(handlers: Handlers, source: str = GALLERY, sample: int | None = 0, upload=None,
+def run(handlers: Handlers, source: str = GALLERY, picked: int | None = 0, upload=None,
         sketch=None, invert: bool = False, k: object = 14, model: str = "lstm",
         backend: str = "onnxruntime") -> list[tuple[np.ndarray, str]]:  # fmt: skip
-    frames = handlers.stream(source, sample, upload, sketch, invert, k, model, backend)
+    frames = handlers.stream(source, picked, upload, sketch, invert, k, model, backend)
     return [(np.asarray(Image.open(png)), text) for png, text in frames]  # outputs are PNG files
 
 
@@ -51,13 +51,13 @@ def png_with_size(path: Path, width: int, height: int) -> Path:
 
 
 def test_gallery_completion_streams_row_by_row(handlers: Handlers) -> None:
-    frames = run(handlers, sample=3, k=20)
+    frames = run(handlers, picked=3, k=20)
     assert len(frames) == (contract.IMAGE_SIZE - 20 + 1) + 1  # known rows, each new row, final
     first, last = frames[0][0], frames[-1][0]
     assert first.shape == last.shape == (224, 3 * 224 + 2 * 6, 3)
     assert first[-8:, -224:].max() == 0  # nothing generated yet at the bottom of the completion
     model = handlers.models.get("lstm")
-    original = handlers.samples[3].image
+    original = handlers.gallery[3].image
     completed = model.complete(original[None], np.array([20]))[0]
     assert np.array_equal(last, picture(original, completed, 20, contract.IMAGE_SIZE))
     assert np.array_equal(last[:, -224:], panel(completed, 20, 8))
@@ -65,8 +65,8 @@ def test_gallery_completion_streams_row_by_row(handlers: Handlers) -> None:
     assert "MSE" not in frames[0][1]
 
 
-def test_pick_sample(handlers: Handlers) -> None:
-    index, chosen = handlers.pick_sample(gr.SelectData(None, {"index": 4, "value": None}))
+def test_pick_from_the_gallery(handlers: Handlers) -> None:
+    index, chosen = handlers.pick(gr.SelectData(None, {"index": 4, "value": None}))
     assert index == 4 and "Pullover" in chosen
 
 
@@ -77,7 +77,7 @@ def test_every_model_serves(handlers: Handlers, name: str) -> None:
 
 @pytest.mark.skipif(not torch_available(), reason="torch is not installed")
 def test_torchscript_backend(handlers: Handlers) -> None:
-    onnx, script = run(handlers, sample=7)[-1], run(handlers, sample=7, backend="torchscript")[-1]
+    onnx, script = run(handlers, picked=7)[-1], run(handlers, picked=7, backend="torchscript")[-1]
     assert "torchscript on torch.jit (cpu)" in script[1]
     assert np.abs(onnx[0].astype(int) - script[0].astype(int)).max() <= 1  # same picture
 
@@ -133,8 +133,8 @@ def test_empty_sketch(handlers: Handlers, sketch) -> None:
 def test_no_image(handlers: Handlers) -> None:
     with pytest.raises(gr.Error, match="no image was uploaded"):
         run(handlers, UPLOAD, upload=None)
-    with pytest.raises(gr.Error, match="click a sample"):
-        run(handlers, GALLERY, sample=None)
+    with pytest.raises(gr.Error, match="click an image in the gallery"):
+        run(handlers, GALLERY, picked=None)
     with pytest.raises(gr.Error, match="no image"):
         handlers.complete_api(None, 14, "lstm")
 
@@ -155,7 +155,7 @@ def test_bad_files(handlers: Handlers, tmp_path: Path) -> None:
         "truncated.png": "corrupt",
         "big.png": "MiB",
         "huge.png": "5000x5000 pixels",
-        "bomb.png": "too large",
+        "bomb.png": "60000x60000 pixels; the limit",  # the app's words, not Pillow's
         "empty.png": "empty",
     }
     for name, message in expected.items():
@@ -192,7 +192,7 @@ def test_unknown_model_and_backend(handlers: Handlers) -> None:
 
 
 def test_complete_api_handler(handlers: Handlers, tmp_path: Path) -> None:
-    sample = handlers.samples[0].image
+    sample = handlers.gallery[0].image
     Image.fromarray(to_uint8(sample)).save(tmp_path / "s.png")
     out = np.asarray(Image.open(handlers.complete_api(str(tmp_path / "s.png"), 10, "gru")))
     assert out.shape == (28, 28) and out.dtype == np.uint8
@@ -224,6 +224,9 @@ def test_app_over_http_with_gradio_client(tiny_bundles: Path, tmp_path: Path, mo
         with pytest.raises(Exception, match="unknown model"):
             client.predict(handle_file(str(tmp_path / "sample.png")), 12, "nope",
                            api_name="/complete")  # fmt: skip
+        with pytest.raises(Exception, match="whole number"):  # not rounded to 14 on the way
+            client.predict(handle_file(str(tmp_path / "sample.png")), 14.5, "lstm",
+                           api_name="/complete")  # fmt: skip
         again = client.predict(handle_file(str(tmp_path / "sample.png")), 12, api_name="/complete")
         assert Path(again).is_file()  # still serving after the bad requests
     finally:
@@ -233,7 +236,7 @@ def test_app_over_http_with_gradio_client(tiny_bundles: Path, tmp_path: Path, mo
 
 
 def test_main_refuses_missing_bundles(tmp_path: Path, capsys) -> None:
-    assert main(["--artifacts", str(tmp_path / "nothing-here")]) == 1
+    assert main(["--artifacts", str(tmp_path / "nothing-here")]) == 2
     err = capsys.readouterr().err
     assert "no bundles under" in err and "make train export" in err
 
@@ -242,19 +245,19 @@ def test_main_refuses_tampered_bundle(tiny_bundles: Path, tmp_path: Path, capsys
     shutil.copytree(tiny_bundles / "gru", tmp_path / "gru")
     weights = tmp_path / "gru" / contract.WEIGHTS
     weights.write_bytes(weights.read_bytes()[:-1] + b"\x00")
-    assert main(["--artifacts", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path)]) == 2
     assert "weights.safetensors" in capsys.readouterr().err
     manifest = json.loads((tmp_path / "gru" / contract.MANIFEST).read_text())
     del manifest["files"][contract.COMPLETE_ONNX]
     (tmp_path / "gru" / contract.MANIFEST).write_text(json.dumps(manifest))
-    assert main(["--artifacts", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path)]) == 2
     assert "complete.onnx" in capsys.readouterr().err
 
 
 def test_main_device_cuda_without_gpu(tiny_bundles: Path, capsys) -> None:
     if CUDA in OrtModel(tiny_bundles / "rnn", "auto").providers:
         pytest.skip("CUDA works here")
-    assert main(["--artifacts", str(tiny_bundles), "--device", "cuda"]) == 1
+    assert main(["--artifacts", str(tiny_bundles), "--device", "cuda"]) == 2
     assert "--device cuda" in capsys.readouterr().err
 
 

@@ -35,7 +35,7 @@ def run(handlers: Handlers, model: str = TINY_SAMPLER, k: object = 14, mode: str
 def test_samples_stream_side_by_side_and_repeat_for_a_seed(handlers: Handlers) -> None:
     frames = run(handlers, k=20)
     assert len(frames) == contract.IMAGE_SIZE - 20 + 1  # the known rows, then each new row
-    original = handlers.samples[2].image
+    original = handlers.gallery[2].image
     model = handlers.models.get(TINY_SAMPLER)
     noise = draw_noise(5, 3, model.config.noise_dim)
     want = model.sample(np.repeat(original[None], 3, 0), np.full(3, 20), noise, np.ones(3))
@@ -54,7 +54,7 @@ def test_temperature_zero_ignores_the_seed(handlers: Handlers) -> None:
 
 def test_mean_mode_is_unchanged_on_a_stochastic_model(handlers: Handlers) -> None:
     frames = run(handlers, mode=MEAN, k=20)
-    original = handlers.samples[2].image
+    original = handlers.gallery[2].image
     done = handlers.models.get(TINY_SAMPLER).complete(original[None], np.array([20]))[0]
     assert np.array_equal(frames[-1], picture(original, done, 20, contract.IMAGE_SIZE))
 
@@ -76,7 +76,7 @@ def test_bad_sampling_options_are_named(handlers: Handlers, options: dict, messa
 
 
 def test_complete_api_samples(handlers: Handlers, tmp_path: Path) -> None:
-    sample = handlers.samples[0].image
+    sample = handlers.gallery[0].image
     Image.fromarray(to_uint8(sample)).save(tmp_path / "s.png")
     path = str(tmp_path / "s.png")
     out = np.asarray(Image.open(handlers.complete_api(path, 10, TINY_SAMPLER, SAMPLE, 4, 1.0, 3)))

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 
 from serve.app import images
+from serve.app.image_files import FORMATS
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:Truncated File Read:UserWarning",  # Pillow's note on a damaged TIFF, then our error
@@ -64,7 +65,7 @@ def image_files(draw) -> bytes:
         size = len(Image.new(mode, (width, height)).tobytes())
         image = Image.frombytes(mode, (width, height), rng.bytes(size))
     buffer = io.BytesIO()
-    fmt = draw(st.sampled_from(images.FORMATS))
+    fmt = draw(st.sampled_from(FORMATS))
     try:
         image.save(buffer, format=fmt)
     except (OSError, ValueError, KeyError):  # this format cannot hold this mode

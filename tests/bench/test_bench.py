@@ -46,7 +46,14 @@ def quick_run(tiny_bundles: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def test_quick_run_times_every_cpu_runner(quick_run: Path) -> None:
+def row_flops(name: str, artifacts: Path) -> float:
+    """FLOPs of one completion at known_rows 14 for the runner `name` of `quick_run`."""
+    if name == runners.COURSE:  # the course loop runs the window bundle
+        return measure.course_flops(open_bundle(artifacts / "lstm-window").config, 14)
+    return measure.program_flops(open_bundle(artifacts / "lstm").config)
+
+
+def test_quick_run_times_every_cpu_runner(quick_run: Path, tiny_bundles: Path) -> None:
     results = json.loads((quick_run / "speed.json").read_text())
     rows = {r["name"]: r for r in results["rows"]}
     cpu = [runners.COURSE, runners.EAGER, runners.TORCHSCRIPT, runners.ORT_COMPLETE]
@@ -58,7 +65,12 @@ def test_quick_run_times_every_cpu_runner(quick_run: Path) -> None:
             assert point["batch"] == batch and point["known_rows"] == 14
             assert point["runs"] == 2 * passes
             assert 0 < point["median_s"] <= point["p90_s"], f"{name} {key}: {point}"
-            assert point["gflops"] > 0 and point["images_per_s"] > 0
+            # per-image figures follow from the median and the model's FLOP count
+            per_image = point["median_s"] / batch
+            assert point["ms_per_image"] == pytest.approx(per_image * 1e3)
+            assert point["images_per_s"] == pytest.approx(1 / per_image)
+            flops = row_flops(name, tiny_bundles)
+            assert point["gflops"] == pytest.approx(flops / per_image / 1e9), name
     assert results["threads"] == 1
     assert "trained weights" in results["setup"]["window_model"]
 
@@ -71,8 +83,14 @@ def test_quick_run_sweeps_roofline_targets_and_options(quick_run: Path) -> None:
             assert len(points) == len(sweep["values"]), f"{key} {name}"
     for roof in results["roofline"].values():
         assert roof["gflops"] > 0
-    assert len(results["targets"]) == 5
-    assert all(t["ratio"] > 0 for t in results["targets"])
+    # every target is the ratio of two measured rows of this same run, or of a row to the roofline
+    assert results["targets"] == speed_report.targets(results)
+    rows = {r["name"]: r for r in results["rows"]}
+    eager_vs_ort = results["targets"][0]
+    want = rows[runners.EAGER]["batch1"]["ms_per_image"]
+    want /= rows[runners.ORT_COMPLETE]["batch1"]["ms_per_image"]
+    assert eager_vs_ort["ratio"] == pytest.approx(want)
+    assert eager_vs_ort["met"] == (want >= eager_vs_ort["goal"])
     assert {o["settings"] for o in results["ort_options"]} >= {sessions.OrtSettings(1).label()}
 
 
@@ -100,6 +118,9 @@ def test_quick_run_writes_markdown_and_png(quick_run: Path) -> None:
     for heading in headings:
         assert heading in report
     assert runners.ORT_COMPLETE in report
+    targets = report.split("## Targets")[1].split("\n## ")[0]
+    for target in json.loads((quick_run / "speed.json").read_text())["targets"]:
+        assert f"{target['ratio']:.2f}" in targets, target  # the measured ratio, as written
     with Image.open(quick_run / "speed.png") as png:
         assert png.format == "PNG" and png.width > png.height > 100
 

@@ -30,6 +30,17 @@ def test_load_script_writes_its_figures(tiny_bundles: Path, tmp_path: Path, caps
         assert cell["requests_ok"] >= 1 and cell["errors"] == 0, (key, cell)
         assert cell["p99_ms"] >= cell["p50_ms"] > 0, (key, cell)
         assert cell["mean_batch"] >= 1, (key, cell)
+        images = cell["requests_ok"] * cell["images_per_request"]
+        assert cell["completions_per_s"] == pytest.approx(
+            images / cell["seconds"], rel=0.02, abs=0.1
+        )
+        if key[0] != "gradio":
+            # the server's own count: every answer the clients got, plus at most one call in
+            # flight per client when the run's clock stopped
+            ok, clients = cell["requests_ok"], cell["clients"]
+            assert ok <= cell["server_requests"] <= ok + clients, (key, cell)
+            # a batch holds whole requests, at most one from each client
+            assert key[1] <= cell["mean_batch"] <= clients * key[1], (key, cell)
     assert set(result["servers"]) == {"gradio", "v2"}
     assert all(s["rss_mib_after"] > 0 for s in result["servers"].values())
     assert "v2 REST, binary tensors" in (tmp_path / "load.md").read_text()
@@ -39,5 +50,5 @@ def test_load_script_writes_its_figures(tiny_bundles: Path, tmp_path: Path, caps
 
 
 def test_load_script_without_the_bundle(tmp_path: Path, capsys) -> None:
-    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 1
+    assert main(["--artifacts", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
     assert "no bundle 'lstm'" in capsys.readouterr().err

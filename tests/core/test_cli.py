@@ -6,7 +6,10 @@ training.json, nothing to export), `make eval` and `make bench` with no data or 
 
 from __future__ import annotations
 
+import importlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,3 +128,38 @@ def test_training_json_that_is_not_an_object(tmp_path: Path, capsys) -> None:
     argv = ["--runs", str(tmp_path / "runs"), "--artifacts", str(tmp_path / "artifacts")]
     assert export_main(argv) == 2
     _one_error_line(capsys, "not an object")
+
+
+SERVERS_WITHOUT_BUNDLES = {  # module -> argv; every server refuses an empty folder the same way
+    "serve.app.__main__": [],
+    "serve.api.__main__": ["--port", "0", "--grpc-port", "0"],
+    "serve.ray_app.__main__": [],
+    "serve.web": ["--port", "0"],
+    "bench.load": [],
+}
+# kserve and tritonclient register the same protobuf names: the v2 servers run in their own process
+OWN_PROCESS = {"serve.api.__main__": "serve.api", "serve.ray_app.__main__": "serve.ray_app"}
+
+
+@pytest.mark.parametrize("module", SERVERS_WITHOUT_BUNDLES)
+def test_no_bundles_is_exit_2_everywhere(module: str, tmp_path: Path, capsys) -> None:
+    """docs/cli.md's rule: 2 for a bad flag or bad input (no bundles is bad input)."""
+    argv = ["--artifacts", str(tmp_path / "empty"), *SERVERS_WITHOUT_BUNDLES[module]]
+    if module in OWN_PROCESS:
+        run = subprocess.run(
+            [sys.executable, "-m", OWN_PROCESS[module], *argv], capture_output=True, text=True
+        )
+        code, err = run.returncode, run.stderr
+    else:
+        code, err = importlib.import_module(module).main(argv), capsys.readouterr().err
+    assert code == 2, err
+    assert "bundle" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module", ["serve.api.__main__", "serve.ray_app.__main__"])
+@pytest.mark.parametrize("flag", ["--max-batch=0", "--max-queue=0", "--batch-wait-ms=-1"])
+def test_bad_batching_flag_is_a_usage_error(module: str, flag: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(module).main([flag])
+    assert exit_.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err

@@ -70,9 +70,8 @@ def drive(url: str, images: list[Path], downloads: Path, results: list) -> None:
             results.append(exc)
 
 
-@pytest.mark.parametrize(
-    "requests", [pytest.param(40, id="40"), pytest.param(400, id="400", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # it waits out the 30 s sweep age on purpose: make test-all
+@pytest.mark.parametrize("requests", [pytest.param(40, id="40"), pytest.param(400, id="400")])
 def test_temporary_folders_stay_bounded(
     tiny_bundles: Path, tmp_path: Path, monkeypatch, requests: int
 ) -> None:

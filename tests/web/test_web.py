@@ -3,14 +3,12 @@
 onnxruntime-web's completion must equal Python onnxruntime's within the step tolerance for
 fixed test images, on tiny bundles of every cell and mode and on the shipped LSTM; drawing and
 bad files are checked too, and any request leaving 127.0.0.1 is blocked and fails the test.
-ROWGEN_WEB_SCREENSHOT=docs/web.png refreshes the README's picture.
 Skipped without chromium (unless ROWGEN_REQUIRE_BROWSER=1) or without `npm ci` in web/
 (unless ROWGEN_REQUIRE_NODE=1), as in CI.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import urllib.error
@@ -188,7 +186,7 @@ def test_screenshot(page, tmp_path: Path) -> None:
     page.get_by_role("tab", name="Test images").click()
     page.locator("#gallery button").nth(19).click()
     assert run(page, SHIPPED, 14)["status"] == "done"
-    target = Path(os.environ.get("ROWGEN_WEB_SCREENSHOT") or tmp_path / "web.png")
+    target = tmp_path / "web.png"
     page.screenshot(path=str(target))
     assert target.stat().st_size > 10_000, "the screenshot came out empty"
 
