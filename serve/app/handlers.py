@@ -164,11 +164,14 @@ class Handlers:
     def stream_samples(
         self, model: Model, original: np.ndarray, k: int, n: int, temp: float, seed: int
     ) -> Iterator[tuple[np.ndarray, str]]:
-        """The samples come from one `sample.onnx` call; their rows are then shown in turn."""
+        """The mean, then the samples of one `sample.onnx` call, their rows shown in turn; the
+        time is the model's for the samples alone."""
         start = time.perf_counter()
-        completed = self.draw(model, original, k, n, temp, seed)
+        drawn = self.draw(model, original, k, n, temp, seed)
         seconds = time.perf_counter() - start
-        note = f"{n} sample(s), temperature {temp:g}, seed {seed}"
+        mean = model.complete(original[None], np.array([k]))  # (1, 28, 28)
+        completed = np.concatenate([mean, drawn])
+        note = f"third panel: the mean; then {n} sample(s), temperature {temp:g}, seed {seed}"
         for r in range(k - 1, contract.IMAGE_SIZE):
             frame = self.pngs.write(picture(original, completed, k, r + 1))
             yield frame, summary(model, k, seconds, None) + " · " + note

@@ -107,7 +107,7 @@ def build_app(
                         label="Completion",
                         elem_id="mode",
                         info="mean: the one best guess (blurry where several bottoms fit); "
-                        "sample: drawn completions (models with sample.onnx)",
+                        "sample: the mean, then drawn completions (models with sample.onnx)",
                     )
                     with gr.Row():
                         samples = gr.Slider(

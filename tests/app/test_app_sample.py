@@ -39,8 +39,10 @@ def test_samples_stream_side_by_side_and_repeat_for_a_seed(handlers: Handlers) -
     model = handlers.models.get(TINY_SAMPLER)
     noise = draw_noise(5, 3, model.config.noise_dim)
     want = model.sample(np.repeat(original[None], 3, 0), np.full(3, 20), noise, np.ones(3))
-    assert np.array_equal(frames[-1], picture(original, want, 20, contract.IMAGE_SIZE))
-    assert frames[0].shape == frames[-1].shape == (112, 5 * 112 + 4 * 6, 3)  # 2 + 3 panels
+    mean = model.complete(original[None], np.array([20]))  # shown first, beside the samples
+    shown = np.concatenate([mean, want])
+    assert np.array_equal(frames[-1], picture(original, shown, 20, contract.IMAGE_SIZE))
+    assert frames[0].shape == frames[-1].shape == (112, 6 * 112 + 5 * 6, 3)  # 2 + 1 + 3 panels
     assert np.array_equal(run(handlers, k=20)[-1], frames[-1]), "same seed, other samples"
     assert not np.array_equal(run(handlers, k=20, seed=6)[-1], frames[-1])
 
