@@ -191,7 +191,7 @@ def run_mutations(server: Running, bundle: str, count: int, table: Table) -> Non
     table.add(f"{count} random mutations", "REST", text, ok, time.monotonic() - start)
 
 
-def log_summary(log: Path, refusals_sent: int) -> tuple[str, bool]:
+def log_summary(log: Path) -> tuple[str, bool]:
     lines = log.read_text(errors="replace").splitlines()
     tracebacks = sum(line.startswith("Traceback") for line in lines)
     errors = sum(" ERROR " in line for line in lines)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         peak, now = peak_rss_mib(server), rss_mib(server)
     finally:
         server.stop()
-    text, clean = log_summary(server.log, len(table.rows))
+    text, clean = log_summary(server.log)
     print()
     print(markdown_table(["tried", "over", "answer", "as it must be", "s"], table.rows))
     print()
