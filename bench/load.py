@@ -46,6 +46,19 @@ TUNING = (  # (label, serve.api flags): kserve's defaults first, then each chang
 )
 
 
+def seconds_arg(text: str) -> float:
+    """A run length: whole seconds from 1, as wrk counts them (`-d1s`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value < 1 or not value.is_integer():
+        raise argparse.ArgumentTypeError(
+            f"a whole number of seconds from 1 (wrk's unit), got {text!r}"
+        )
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.load", description=__doc__.split("\n")[0]
@@ -53,8 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--artifacts", default="artifacts", help="folder of bundles to serve")
     parser.add_argument("--model", default="lstm", help="bundle to load")
     parser.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of each run")
-    parser.add_argument("--headline-seconds", type=float, default=60.0, help="v2 JSON, 8 clients")
+    parser.add_argument("--seconds", type=seconds_arg, default=20.0, help="length of each run")
+    parser.add_argument(
+        "--headline-seconds", type=seconds_arg, default=60.0, help="v2 JSON, 8 clients"
+    )
+    parser.add_argument(
+        "--warmup-seconds", type=seconds_arg, default=3.0, help="unrecorded run before each path"
+    )
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--clients", nargs="+", type=int, default=[8, 64])
     parser.add_argument("--images", nargs="+", type=int, default=[1, 64], help="per request")
@@ -125,7 +143,7 @@ def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, server
     try:
         servers[kind] = {"rss_mib_before": rss_mib(server)}
         for path in paths:
-            measure(path, server, args, 2, 1, 3, tmp)  # warm-up, not recorded
+            measure(path, server, args, 2, 1, args.warmup_seconds, tmp)  # not recorded
             for n_clients in args.clients:
                 for images in [1] if path == "gradio" else args.images:
                     headline = (path, n_clients, images) == report.HEADLINE
