@@ -34,6 +34,8 @@ WEB_PORT ?= 8000
 STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
+# Tests run on every core (pytest-xdist); tests/conftest.py groups those that share a server.
+PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
 TRITON_OUT ?= $(ARTIFACTS)/triton
 TRITON_PYTHON_OUT ?= $(TRITON_OUT)-python
 TRITON_ENV ?= build/triton-env
@@ -118,10 +120,10 @@ course: $(STAMP)  ## a bundle from the course notebook's saved state_dict (STATE
 	$(BIN)/python -m export --from-state-dict $(STATE_DICT) --name $(COURSE_NAME) --artifacts $(ARTIFACTS) $(DATA_FLAG)
 
 test: $(STAMP) $(TEST_DEPS)  ## the fast tests (installs the web/Node.js packages and Triton's server core first)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)
 
 test-all: $(STAMP) $(TEST_DEPS)  ## every test, the slow ones too
-	$(BIN)/python -m pytest -m "" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "" $(PARALLEL) $(PYTEST_ARGS)
 
 fuzz: $(STAMP)  ## only the property-based tests, with many more examples (FUZZ_EXAMPLES=)
 	ROWGEN_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -m fuzz --hypothesis-profile fuzz $(PYTEST_ARGS)

@@ -10,8 +10,10 @@ each); `make fuzz` runs only them with the "fuzz" profile, $ROWGEN_FUZZ_EXAMPLES
 from __future__ import annotations
 
 import collections
+import fcntl
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,13 +65,33 @@ def tiny_model(cell: str, mode: str = "stream", hidden: int = 8, layers: int = 1
     return RowGenerator(ModelConfig(cell, mode, hidden, layers)).eval()
 
 
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder `name`, filled by `build` once per test run: under pytest-xdist the workers
+    share one copy (the first builds it under a file lock, the others wait and reuse it), so
+    `make test -n 2` exports each set of tiny bundles once, not once per worker. Tests must
+    treat it as read-only, as they treat any session fixture."""
+    base = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, above every worker's own
+    root, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            root.mkdir()
+            build(root)
+            done.touch()
+    return root
+
+
+def _export_tiny_set(root: Path) -> None:
+    for name, (cell, mode, hidden, layers) in TINY_CONFIGS.items():
+        export_tiny(tiny_model(cell, mode, hidden, layers), root / name)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of exported, parity-checked bundles of tiny random models, one per cell/mode."""
-    root = tmp_path_factory.mktemp("artifacts")
-    for name, (cell, mode, hidden, layers) in TINY_CONFIGS.items():
-        export_tiny(tiny_model(cell, mode, hidden, layers), root / name)
-    return root
+    return built_once(tmp_path_factory, "artifacts", _export_tiny_set)
 
 
 def export_tiny(model, folder: Path) -> None:
@@ -105,10 +127,39 @@ def _counting(test):
     return run
 
 
+# Parallel runs (`make test` runs pytest-xdist, `--dist loadgroup --no-loadscope-reorder`): the
+# tests that share tests/api's package-scoped servers form one group, so one worker starts them
+# once; every other file is a group of its own, so its module fixtures are built once. Groups
+# go out in collection order, and these files, the longest, are collected first so that no
+# long one starts last and leaves the other worker idle.
+SHARED_SERVER_FIXTURES = {"servers", "server", "sampler_server"}  # tests/api/conftest.py
+LONGEST_FIRST = (
+    "api-servers",  # with the one-node Ray test
+    "bench/test_load.py",
+    "bench/test_soak.py",
+    "core/test_disk.py",
+    "bench/test_bench.py",
+)
+
+
+def _xdist_group(item: pytest.Item) -> str:
+    if SHARED_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "api-servers"
+    return item.path.relative_to(REPO / "tests").as_posix()
+
+
+def _schedule_rank(item: pytest.Item) -> int:
+    group = _xdist_group(item)
+    return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m fuzz` sees the marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of test_fuzz_*.py `fuzz`; count the cases of every hypothesis test."""
+    """Mark the tests of test_fuzz_*.py `fuzz`; count the cases of every hypothesis test; group
+    and order the tests for pytest-xdist (above)."""
+    items.sort(key=_schedule_rank)  # stable: the order within a rank is unchanged
     for item in items:
+        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
         if item.path.name.startswith(FUZZ_FILE_PREFIX):
             item.add_marker(pytest.mark.fuzz)
         handle = getattr(getattr(item, "obj", None), "hypothesis", None)
@@ -156,15 +207,19 @@ def tiny_flow_sampler(hidden: int = 8, width: int = 16, steps: int = 3, seed: in
 @pytest.fixture(scope="session")
 def tiny_flow_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding one exported, parity-checked flow-head bundle."""
-    root = tmp_path_factory.mktemp("flow-artifacts")
-    export_tiny(tiny_flow_sampler(), root / TINY_FLOW)
-    return root
+    return built_once(
+        tmp_path_factory,
+        "flow-artifacts",
+        lambda root: export_tiny(tiny_flow_sampler(), root / TINY_FLOW),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_sampler_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding one exported, parity-checked stochastic bundle and one plain one."""
-    root = tmp_path_factory.mktemp("sampler-artifacts")
-    for name, model in ((TINY_SAMPLER, tiny_sampler()), ("gru", tiny_model("gru"))):
-        export_tiny(model, root / name)
-    return root
+
+    def build(root: Path) -> None:
+        for name, model in ((TINY_SAMPLER, tiny_sampler()), ("gru", tiny_model("gru"))):
+            export_tiny(model, root / name)
+
+    return built_once(tmp_path_factory, "sampler-artifacts", build)

@@ -22,7 +22,7 @@ pytest.importorskip("ray", reason="the Ray Serve path needs the ray extra: pip i
 httpclient = pytest.importorskip("tritonclient.http")
 
 from bench.load_clients import v2_inputs  # noqa: E402
-from bench.servers import free_port, start  # noqa: E402
+from bench.servers import Running, free_port, start  # noqa: E402
 from rowgen import contract  # noqa: E402
 from serve.ray_app import config as ray_config  # noqa: E402
 from serve.ray_app.app import AppArgsError, server_argv  # noqa: E402
@@ -117,34 +117,31 @@ def lstm_only(tiny_bundles: Path, tmp_path_factory) -> Path:
     return artifacts
 
 
-def test_one_node_answers_like_make_api(lstm_only: Path, tmp_path: Path) -> None:
-    """deploy/ray/serve.yaml on a one-node cluster (one replica), beside `make api`: the same
-    answers, the same refusals, word for word."""
+def test_one_node_answers_like_make_api(lstm_only: Path, server: Running, tmp_path: Path) -> None:
+    """deploy/ray/serve.yaml on a one-node cluster (one replica), beside `make api` (the shared
+    server of tests/api, which serves the same tiny lstm bundle): the same answers, the same
+    refusals, word for word."""
     ray = start("ray", lstm_only, "cpu", tmp_path, ["--replicas", "1"], timeout=300)
     try:
-        api = start("v2", lstm_only, "cpu", tmp_path, [], timeout=120)
-        try:
-            image, known_rows = images(3, seed=1)
-            expected = OrtModel(lstm_only / "lstm", "cpu").complete(image, known_rows)
-            for binary in (False, True):
-                client = httpclient.InferenceServerClient(ray.url)
-                inputs = v2_inputs(httpclient, image, known_rows, binary)
-                got = client.infer("lstm", inputs).as_numpy("completed")
-                np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"binary={binary}")
-            bad = [
-                body(image[:1], [99]),  # known_rows out of range
-                body(image[:1] * 3, [14]),  # pixels out of [0, 1]
-                {"inputs": [body(image[:1], [14])["inputs"][0]]},  # known_rows missing
-                {"inputs": "nope"},
-            ]
-            for request in bad:
-                code, answer, headers = post(ray.url, request)
-                assert (code, answer) == post(api.url, request)[:2], answer
-                assert 400 <= code < 500 and ray_config.NODE_HEADER in headers
-            meta = httpclient.InferenceServerClient(ray.url).get_model_metadata("lstm_step")
-            assert [t["name"] for t in meta["inputs"]] == ["row", "h", "c"]
-        finally:
-            api.stop()
+        image, known_rows = images(3, seed=1)
+        expected = OrtModel(lstm_only / "lstm", "cpu").complete(image, known_rows)
+        for binary in (False, True):
+            client = httpclient.InferenceServerClient(ray.url)
+            inputs = v2_inputs(httpclient, image, known_rows, binary)
+            got = client.infer("lstm", inputs).as_numpy("completed")
+            np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"binary={binary}")
+        bad = [
+            body(image[:1], [99]),  # known_rows out of range
+            body(image[:1] * 3, [14]),  # pixels out of [0, 1]
+            {"inputs": [body(image[:1], [14])["inputs"][0]]},  # known_rows missing
+            {"inputs": "nope"},
+        ]
+        for request in bad:
+            code, answer, headers = post(ray.url, request)
+            assert (code, answer) == post(server.url, request)[:2], answer
+            assert 400 <= code < 500 and ray_config.NODE_HEADER in headers
+        meta = httpclient.InferenceServerClient(ray.url).get_model_metadata("lstm_step")
+        assert [t["name"] for t in meta["inputs"]] == ["row", "h", "c"]
     finally:
         ray.stop()
     assert ray.process.returncode == 0, ray.log.read_text()[-3000:]
