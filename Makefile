@@ -11,6 +11,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rowgen-installed
 SERVE_STAMP := $(VENV)/.rowgen-serving
+# No .pyc at install: Python writes them as modules are first imported, and compiling every
+# file of every package up front was a third of the serving set's install time.
+PIP_INSTALL = $(BIN)/pip install -q --no-compile
 comma := ,
 # The serving set: `serve`, `api` and `load` (make load's charts), plus onnxruntime's CUDA
 # runtime wheels where an NVIDIA driver is loaded. The development set (`dev`) holds it and adds
@@ -64,18 +67,18 @@ TRITON_ENV_STAMP := $(TRITON_ENV)/rowgen-triton-env.json
 # and the python backend's environment.
 TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER) $(TRITON_ENV_STAMP)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test
+.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test install-times
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
 
 venv: $(STAMP)  ## create or update .venv from pyproject.toml (every target does this first)
 $(STAMP): pyproject.toml
-	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]' && touch $@
+	$(PY) -m venv $(VENV) && $(PIP_INSTALL) -e '.[dev]' && touch $@
 # A current development set already holds the serving set.
 $(SERVE_STAMP): pyproject.toml
 	if [ $(STAMP) -nt pyproject.toml ]; then touch $@; else \
-	$(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
+	$(PY) -m venv $(VENV) && $(PIP_INSTALL) -e '.[$(SERVE_EXTRAS)]' && touch $@; fi
 
 train: $(STAMP)  ## train the stream LSTM and its flow sampler into runs/<name>/ (CELLS=, HEAD=, EPOCHS=)
 	$(BIN)/python -m training.train $(TRAIN_FLAGS)
@@ -139,6 +142,9 @@ eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (arti
 
 load: $(SERVE_STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
+
+install-times: $(STAMP)  ## fresh clone to a serving API, then the development set: pip's times and sizes
+	$(BIN)/python -m bench.install
 
 attack: $(STAMP)  ## hostile requests against the v2 API on loopback, and what came back
 	$(BIN)/python -m bench.attack --artifacts $(ARTIFACTS)
