@@ -20,13 +20,12 @@ import numpy as np
 
 from rowgen import contract
 from rowgen.contract import TensorSpec
-from rowgen.sampling import MAX_TEMPERATURE
+from rowgen.sampling import MAX_TEMPERATURE, NOISE_LIMIT
 from serve.api.protocol import InferRequest, InvalidInput
 from serve.api.refusals import json_kind, shown
 
 DATATYPES = {"float32": "FP32", "int64": "INT64"}  # contract dtype -> v2 datatype
 JSON_TYPES = {"FP32": {float, int}, "INT64": {int}}  # what a JSON value of each may be
-NOISE_LIMIT = 10.0  # noise is standard normal draws: one beyond 10 has probability < 1e-22
 
 
 def v2_shape(spec: TensorSpec) -> list[int]:
