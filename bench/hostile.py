@@ -23,6 +23,7 @@ from bench.v2_requests import binary_body, grpc_message
 from rowgen import contract
 
 STEP, SAMPLE = contract.STEP_MODEL_SUFFIX, contract.SAMPLE_MODEL_SUFFIX
+SAMPLE_STEP = contract.SAMPLE_STEP_MODEL_SUFFIX
 IMAGE = contract.complete_inputs()[0].name
 COMPLETED = contract.complete_outputs()[0].name
 MAX_IMAGES = 1024  # the servers' default --max-queue: the batch cap the cap cases pass
@@ -66,7 +67,7 @@ def batch_of(images: int) -> Change:
 @dataclass(frozen=True)
 class Case:
     name: str
-    model: str  # the suffix of the bundle's serving name: "", STEP or SAMPLE
+    model: str  # the suffix of the bundle's serving name: "", STEP, SAMPLE or SAMPLE_STEP
     change: Change
     status: int
     words: tuple[str, ...] = ()  # the message holds each
@@ -136,6 +137,11 @@ CASES = (
          each(put("inputs.2.data.0", 3.4e38), put("inputs.3.data", [2.0])), 400, ("noise",),
          binary=(2,)),
     Case("sample temperature 2.5", SAMPLE, put("inputs.3.data", [2.5]), 400, ("temperature[0]",)),
+    # sample_step's inputs end with noise_row and temperature, whatever its state
+    Case("sample_step noise_row 11", SAMPLE_STEP, put("inputs.-2.data.0", 11.0), 400,
+         ("'noise_row'", "±10")),
+    Case("sample_step temperature -0.5", SAMPLE_STEP, put("inputs.-1.data", [-0.5]), 400,
+         ("temperature[0]",)),
     Case("model version 1", "", lambda r: None, 404, ("version",), version="1"),
     Case("unknown model", "", lambda r: None, 404, ("'nope'", "/v2/models"), model_name="nope"),
     Case("model name of 50,000 characters", "", lambda r: None, 404, ("(50,000 characters)",),

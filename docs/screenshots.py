@@ -6,7 +6,8 @@ Starts the Gradio app (`serve.app`) and the in-browser page's server (`serve.web
 process, on free loopback ports, with the bundles under `--artifacts`; opens each in Debian's
 chromium through Playwright (docs.chromium); clicks a test image so a completion shows (the app
 in its sample mode, so the picture holds the mean's controls and drawn completions; the page
-with its first bundle); and writes `screenshot.png` (the app) and `web.png` (the page) to
+with its first bundle, in its sample mode when that bundle samples: a sample beside the mean);
+and writes `screenshot.png` (the app) and `web.png` (the page) to
 `--out`. Any request for a host other than 127.0.0.1 is refused and fails the run, so a
 screenshot never shows something fetched from outside.
 
@@ -92,11 +93,14 @@ def shoot_app(page, target: Path) -> None:
 
 
 def shoot_web(page, target: Path) -> None:
-    """A click on a test image, then Complete; the whole page."""
+    """A click on a test image, the sample mode where the bundle samples, then Complete; the
+    whole page."""
     page.wait_for_function("window.rowgen.status !== 'loading'")
     if page.evaluate("window.rowgen.status") != "ready":
         raise ShotFailed(f"the page did not start: {page.locator('#status').inner_text()}")
     page.locator("#gallery button").nth(GALLERY_ITEM).click()
+    if page.locator("#mode-sample").is_enabled():
+        page.check("#mode-sample")
     page.locator("#run").click()
     page.wait_for_function("['done', 'error'].includes(window.rowgen.status)")
     if page.evaluate("window.rowgen.status") != "done":

@@ -158,10 +158,35 @@ def as_data(config: ModelConfig) -> dict[str, object]:
     return data
 
 
+def program_specs(program: str, config: ModelConfig) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs of one of a bundle's ONNX programs, in the contract's order."""
+    if program == COMPLETE_ONNX:
+        return complete_inputs(), complete_outputs()
+    if program == STEP_ONNX:
+        return step_inputs(config), step_outputs(config)
+    if program == SAMPLE_ONNX:
+        return sample_inputs(config.noise_dim), sample_outputs()
+    if program == SAMPLE_STEP_ONNX:
+        return sample_step_inputs(config), sample_step_outputs(config)
+    raise ValueError(f"{program!r} is not an ONNX program of the contract")
+
+
+# The programs whose recurrent state goes in and comes back out on every call (step.onnx's
+# state tensors, by the same names): a caller or a server carries it between calls.
+STATEFUL_PROGRAMS = (STEP_ONNX, SAMPLE_STEP_ONNX)
+
+
+def state_pairs(config: ModelConfig) -> list[tuple[str, str]]:
+    """(input, output) names of the state a stateful program passes on: (`h`, `h_out`), ..."""
+    ins, outs = step_inputs(config)[1:], step_outputs(config)[1:]
+    return [(i.name, o.name) for i, o in zip(ins, outs, strict=True)]
+
+
 # Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and
 # `<bundle>` + STEP_MODEL_SUFFIX runs step.onnx, with the tensor names above.
 STEP_MODEL_SUFFIX = "_step"
 SAMPLE_MODEL_SUFFIX = "_sample"  # sample.onnx, for bundles whose model samples
+SAMPLE_STEP_MODEL_SUFFIX = "_sample_step"  # sample_step.onnx, for bundles whose model samples
 
 
 def serving_names(bundle: str, config: ModelConfig) -> dict[str, str]:
@@ -169,6 +194,7 @@ def serving_names(bundle: str, config: ModelConfig) -> dict[str, str]:
     names = {bundle: COMPLETE_ONNX, bundle + STEP_MODEL_SUFFIX: STEP_ONNX}
     if config.stochastic:
         names[bundle + SAMPLE_MODEL_SUFFIX] = SAMPLE_ONNX
+        names[bundle + SAMPLE_STEP_MODEL_SUFFIX] = SAMPLE_STEP_ONNX
     return names
 
 

@@ -112,9 +112,9 @@ def cuda_step_fn(session: ort.InferenceSession, config: ModelConfig) -> StepFn:
 class OrtModel:
     """A bundle's `step.onnx` and `complete.onnx` in onnxruntime sessions, hashes checked first.
 
-    `complete.onnx` and `sample.onnx` are opened on first use (or by `warm`, which the server
-    runs in the background): the streaming UI needs only `step.onnx`, so start-up does not wait
-    for the larger unrolled graphs of every bundle.
+    The other programs (`complete.onnx`, `sample.onnx`, `sample_step.onnx`) are opened on first
+    use (or by `warm`, which the server runs in the background): the streaming UI needs only
+    `step.onnx`, so start-up does not wait for the larger unrolled graphs of every bundle.
     """
 
     backend = ONNXRUNTIME
@@ -128,33 +128,34 @@ class OrtModel:
         if device == "auto" and not sessions.uses_cuda(self.step_session):
             device = "cpu"  # CUDA did not load: don't pay for the failed attempt twice
         self.device = device
-        self._complete_session: ort.InferenceSession | None = None
-        self._sample_session: ort.InferenceSession | None = None
+        self._sessions: dict[str, ort.InferenceSession] = {}  # opened on first use
         self._lock = threading.Lock()
         self._step_in = [s.name for s in contract.step_inputs(self.config)]
         self._step_out = [s.name for s in contract.step_outputs(self.config)]
         self._complete_out = [s.name for s in contract.complete_outputs()]
 
+    def _session(self, program: str) -> ort.InferenceSession:
+        if program in contract.SAMPLE_FILES and not self.config.stochastic:
+            raise ValueError(f"model {self.name!r} has no {program}: it only gives the mean")
+        with self._lock:  # concurrent first callers wait for the one session
+            if program not in self._sessions:
+                data = self.bundle.read(program)  # the bytes that were hashed
+                self._sessions[program] = make_session(data, self.device)
+            return self._sessions[program]
+
     @property
     def complete_session(self) -> ort.InferenceSession:
-        with self._lock:  # concurrent first callers wait for the one session
-            if self._complete_session is None:
-                program = self.bundle.read(contract.COMPLETE_ONNX)
-                self._complete_session = make_session(program, self.device)
-            return self._complete_session
+        return self._session(contract.COMPLETE_ONNX)
 
     @property
     def sample_session(self) -> ort.InferenceSession:
         """`sample.onnx`, opened on first use; ValueError for a bundle that cannot sample."""
-        if not self.config.stochastic:
-            raise ValueError(
-                f"model {self.name!r} has no {contract.SAMPLE_ONNX}: it only gives the mean"
-            )
-        with self._lock:
-            if self._sample_session is None:
-                program = self.bundle.read(contract.SAMPLE_ONNX)  # the bytes that were hashed
-                self._sample_session = make_session(program, self.device)
-            return self._sample_session
+        return self._session(contract.SAMPLE_ONNX)
+
+    @property
+    def sample_step_session(self) -> ort.InferenceSession:
+        """`sample_step.onnx`, opened on first use; ValueError for a bundle that cannot sample."""
+        return self._session(contract.SAMPLE_STEP_ONNX)
 
     def sample(
         self, image: np.ndarray, known_rows: np.ndarray, noise: np.ndarray, temperature: np.ndarray
@@ -168,6 +169,13 @@ class OrtModel:
             np.asarray(temperature, np.float32).reshape(-1),
         )
         return self.sample_session.run(None, dict(zip(names, values, strict=True)))[0]
+
+    def sample_step(self, row: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray]:
+        """One `sample_step.onnx` call on host arrays: (row, *state, noise_row, temperature)
+        -> (next_row, *state)."""
+        ins, outs = contract.program_specs(contract.SAMPLE_STEP_ONNX, self.config)
+        feeds = dict(zip([s.name for s in ins], (row, *inputs), strict=True))
+        return self.sample_step_session.run([s.name for s in outs], feeds)
 
     @property
     def providers(self) -> list[str]:

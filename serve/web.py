@@ -4,10 +4,11 @@
     make web
 
 Nothing is computed here: the page (`web/index.html`) runs the bundle's `step.onnx` and
-`complete.onnx` in the browser with onnxruntime-web (WASM). This server only hands out static
-files, and only these: the page's own files, onnxruntime-web's `dist/` files from
-`web/node_modules` (`npm ci` in `web/`), each bundle's manifest and two ONNX files (bundles
-verified by sha256 at start), and the gallery of test images as JSON. Torch-free, stdlib plus numpy.
+`complete.onnx` (and a sampling bundle's `sample_step.onnx`) in the browser with onnxruntime-web
+(WASM). This server only hands out static files, and only these: the page's own files,
+onnxruntime-web's `dist/` files from `web/node_modules` (`npm ci` in `web/`), each bundle's
+manifest and those ONNX files (bundles verified by sha256 at start), the list of bundles (which
+of them sample), and the gallery of test images as JSON. Torch-free, stdlib plus numpy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ORT_DIST = Path("node_modules") / "onnxruntime-web" / "dist"  # inside the page'
 ORT_FILE = re.compile(r"ort[\w.-]*\.(mjs|wasm)")  # the ES module and its WASM, no maps or CJS
 PAGE_FILE = re.compile(r"[\w-]+\.(html|js|css|png)")
 BUNDLE_FILES = (contract.MANIFEST, contract.STEP_ONNX, contract.COMPLETE_ONNX)
+SAMPLING_FILES = (contract.SAMPLE_STEP_ONNX,)  # the page streams samples with it
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -62,14 +64,16 @@ def collect_files(artifacts: Path) -> dict[str, Path]:
     files = {}
     for folder in folders:
         bundle = open_bundle(folder)  # BundleError names the altered or missing file
-        for name in BUNDLE_FILES:
+        for name in BUNDLE_FILES + (SAMPLING_FILES if bundle.config.stochastic else ()):
             files[f"/bundles/{bundle.name}/{name}"] = bundle.file(name)
     return files
 
 
 def bundle_index(files: dict[str, Path]) -> bytes:
+    """The bundles the page can load and, under "sampling", those that can also sample."""
     names = sorted({path.split("/")[2] for path in files})
-    return json.dumps({"bundles": names}).encode()
+    sampling = [n for n in names if f"/bundles/{n}/{contract.SAMPLE_STEP_ONNX}" in files]
+    return json.dumps({"bundles": names, "sampling": sampling}).encode()
 
 
 def gallery_json() -> bytes:

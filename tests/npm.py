@@ -1,5 +1,5 @@
 """What the tests of the JavaScript parts need: Node.js, each folder's `npm ci` packages, and
-Python onnxruntime's completion to compare with.
+Python onnxruntime's completion (and sampled completion) to compare with.
 
 Missing pieces skip those tests with the command that installs them, unless
 ROWGEN_REQUIRE_NODE=1 (set by .ci/run), where a skip would hide an untested feature: then fail.
@@ -16,6 +16,7 @@ import pytest
 
 from rowgen import contract, sessions
 from rowgen.bundle import open_bundle
+from rowgen.sampling import draw_noise
 from rowgen.stepping import complete_by_steps
 
 REQUIRE_ENV = "ROWGEN_REQUIRE_NODE"
@@ -56,3 +57,21 @@ def python_reference(folder: Path, image: np.ndarray, known_rows: int) -> tuple:
         return step.run(None, dict(zip(names, tensors, strict=True)))
 
     return complete, complete_by_steps(step_fn, bundle.config, batch, known)[0]
+
+
+def python_sample(
+    folder: Path, image: np.ndarray, known_rows: int, seed: int, temperature: float, sample: int = 0
+) -> np.ndarray:
+    """Sample `sample` of `seed` for one (28, 28) image: sample.onnx on Python onnxruntime, with
+    the noise rowgen.sampling.draw_noise gives that sample."""
+    bundle = open_bundle(folder)
+    noise = draw_noise(seed, sample + 1, bundle.config.noise_dim)[sample : sample + 1]
+    values = (
+        image[None].astype(np.float32),
+        np.array([known_rows], np.int64),
+        noise,
+        np.array([temperature], np.float32),
+    )
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+    session = sessions.open_session(bundle.file(contract.SAMPLE_ONNX))
+    return session.run(None, dict(zip(names, values, strict=True)))[0][0]

@@ -1,11 +1,15 @@
-// The page: pick, upload or draw an image, then watch step.onnx complete it in the browser.
+// The page: pick, upload or draw an image, then watch step.onnx complete it in the browser, or
+// sample_step.onnx draw a sample of it (mode "sample", for bundles that sample) beside the mean.
 //
 // Served by `python -m serve.web` (make web), which also serves onnxruntime-web's files from
 // web/node_modules under /ort/ and the bundles under /bundles/<name>/. The finished run is kept
 // in `window.rowgen` so a test (tests/web/test_web.py) can compare it with Python onnxruntime.
 
 import * as ort from "/ort/ort.wasm.min.mjs";
-import { clampKnownRows, completeOnce, loadBundle, stepRows } from "/rowgen.js";
+import { MEAN, SAMPLE, mode, readSampling, setupModes, showModes } from "/mode.js";
+import { clampKnownRows, completeOnce, loadBundle, sampleRows, stepRows } from "/rowgen.js";
+import { paint, toPixels } from "/pictures.js";
+import { NOISE_ALGORITHM } from "/sampling.js";
 
 ort.env.wasm.wasmPaths = "/ort/"; // never a CDN: everything comes from this server
 ort.env.wasm.numThreads = 1; // threads need cross-origin isolation; one is plenty for 28 rows
@@ -13,7 +17,6 @@ const SESSION_OPTIONS = { executionProviders: ["wasm"] };
 const BACKEND = `onnxruntime-web ${ort.env.versions.web}, WebAssembly (CPU), 1 thread`;
 const MAX_UPLOAD = 10 * 1024 * 1024;
 const EMPTY_LEVEL = 0.02; // a drawing whose brightest pixel stays under this has nothing drawn
-const BOUNDARY = "#e62828";
 
 const $ = (id) => document.getElementById(id);
 const state = window.rowgen = { status: "loading", tab: "gallery", input: null, result: null };
@@ -32,6 +35,9 @@ async function warm(bundle) {
   const blank = new Float32Array(n * n);
   await completeOnce(ort, bundle, blank, n);
   for await (const _ of stepRows(ort, bundle, blank, n)) { /* every row is known: 27 calls */ }
+  if (bundle.sampleStep) {
+    for await (const _ of sampleRows(ort, bundle, blank, n, { seed: 0, temperature: 1 })) { /* 27 */ }
+  }
   return bundle;
 }
 
@@ -43,49 +49,6 @@ async function getBundle(name) {
     bundles.delete(name); // a later click tries again
     throw err;
   }
-}
-
-// Paint pixels in [0, 1] (row-major, n x n, the first `rows` rows) on a canvas, enlarged with
-// crisp pixels, with a red line where generation starts.
-function paint(canvas, pixels, n, knownRows, rows = n) {
-  const small = new OffscreenCanvas(n, n);
-  const picture = new ImageData(n, n);
-  for (let i = 0; i < rows * n; i++) {
-    const v = Math.round(Math.min(1, Math.max(0, pixels[i])) * 255);
-    picture.data.set([v, v, v, 255], 4 * i);
-  }
-  small.getContext("2d").putImageData(picture, 0, 0);
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.fillStyle = "#000";
-  ctx.fillRect(0, 0, canvas.width, canvas.height);
-  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
-  if (knownRows !== undefined) {
-    const y = Math.round((knownRows * canvas.height) / n);
-    ctx.fillStyle = BOUNDARY;
-    ctx.fillRect(0, y - 1, canvas.width, 2);
-  }
-}
-
-// Any drawable (image, canvas) -> Float32Array n*n: fitted with its aspect kept, centred on
-// black, grey = ITU-R 601 luma, optionally inverted (dark-on-light drawings; the white
-// background and margins then become black).
-function toPixels(source, width, height, n, invert) {
-  const canvas = new OffscreenCanvas(n, n);
-  const ctx = canvas.getContext("2d", { willReadFrequently: true });
-  ctx.fillStyle = invert ? "#fff" : "#000"; // transparency lies on the background
-  ctx.fillRect(0, 0, n, n);
-  const scale = Math.min(n / width, n / height);
-  const [w, h] = [width * scale, height * scale];
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(source, (n - w) / 2, (n - h) / 2, w, h);
-  const rgba = ctx.getImageData(0, 0, n, n).data;
-  const pixels = new Float32Array(n * n);
-  for (let i = 0; i < n * n; i++) {
-    const luma = (rgba[4 * i] * 299 + rgba[4 * i + 1] * 587 + rgba[4 * i + 2] * 114) / 1000;
-    pixels[i] = (invert ? 255 - luma : luma) / 255;
-  }
-  return pixels;
 }
 
 const chosen = { gallery: null, upload: null }; // each tab keeps its own image
@@ -138,6 +101,34 @@ function drawnPixels() {
   return pixels;
 }
 
+// Stream `rows` ([r, row] pairs) onto `canvas`; the whole completion, once the last row is in.
+async function streamInto(canvas, rows, n, k) {
+  const result = new Float32Array(n * n);
+  for await (const [r, row] of rows) {
+    result.set(row, r * n);
+    paint(canvas, result, n, k, r + 1);
+    await new Promise(requestAnimationFrame); // let the row appear before the next step
+  }
+  return result;
+}
+
+// Say on the pictures which one is the mean and which one a sample.
+function label(sample) {
+  $("mean-figure").hidden = !sample;
+  $("output-tag").textContent = sample ? "a sample" : "mean";
+  $("output-tag").classList.toggle("sample", Boolean(sample));
+  const code = (text) => Object.assign(document.createElement("code"), { textContent: text });
+  $("output-caption").replaceChildren(...(sample
+    ? [`sample 1 of seed ${sample.seed} at temperature ${sample.temperature}, drawn by `,
+      code("sample_step.onnx"), " row by row"]
+    : ["the mean completion by ", code("step.onnx"), ", row by row"]));
+}
+
+const total = (times) => times.reduce((a, b) => a + b, 0);
+const calls = (times) =>
+  `${times.length} calls, ${total(times).toFixed(1)} ms (${(total(times) / times.length).toFixed(2)} ms per row)`;
+const largestGap = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
 async function run() {
   $("run").disabled = true;
   state.status = "running";
@@ -146,33 +137,46 @@ async function run() {
     if (state.tab === "draw") setInput(drawnPixels(), "drawing");
     if (state.tab === "upload" && !state.input) throw new Error("no image was uploaded: choose a file first");
     if (!state.input) throw new Error("no image chosen: pick a test image, upload one or draw");
+    const sampling = mode() === SAMPLE ? { ...readSampling(), sample: 0 } : null; // named at once
     const name = $("bundle").value;
     say(`loading ${name}…`);
     const bundle = await getBundle(name);
+    if (sampling && !bundle.sampleStep) {
+      throw new Error(`${name} gives only the mean: choose "mean", or a bundle that samples`);
+    }
     const n = bundle.contract.image_size;
     const k = clampKnownRows(bundle.contract, Number($("known").value));
     const image = state.input;
-    const result = new Float32Array(n * n);
-    const times = [];
-    say(`${name}: completing with step.onnx…`);
-    for await (const [r, row] of stepRows(ort, bundle, image, k, (ms) => times.push(ms))) {
-      result.set(row, r * n);
-      paint($("output"), result, n, k, r + 1);
-      await new Promise(requestAnimationFrame); // let the row appear before the next step
+    label(sampling);
+    const [stepTimes, sampleTimes] = [[], []];
+    say(`${name}: the mean, with step.onnx…`);
+    const steps = stepRows(ort, bundle, image, k, (ms) => stepTimes.push(ms));
+    const mean = await streamInto(sampling ? $("mean") : $("output"), steps, n, k);
+    let result = mean;
+    if (sampling) {
+      say(`${name}: a sample, with sample_step.onnx…`);
+      const rows = sampleRows(ort, bundle, image, k, sampling, (ms) => sampleTimes.push(ms));
+      result = await streamInto($("output"), rows, n, k);
     }
     const [once, onceMs] = await completeOnce(ort, bundle, image, k);
-    const gap = once.reduce((m, v, i) => Math.max(m, Math.abs(v - result[i])), 0);
-    const stepMs = times.reduce((a, b) => a + b, 0);
-    Object.assign(state, { result: Array.from(result), complete: Array.from(once), knownRows: k,
-      bundle: name, stepMs, completeMs: onceMs, backend: BACKEND });
+    Object.assign(state, { result: Array.from(result), mean: Array.from(mean), complete: Array.from(once),
+      knownRows: k, bundle: name, mode: sampling ? SAMPLE : MEAN, stepMs: total(stepTimes),
+      sampleMs: sampling ? total(sampleTimes) : null, completeMs: onceMs, backend: BACKEND,
+      seed: sampling ? String(sampling.seed) : null, temperature: sampling?.temperature ?? null,
+      sample: sampling?.sample ?? null });
     const cfg = bundle.manifest.config;
     $("stats").textContent = [
       `bundle      ${name}: ${cfg.cell} ${cfg.mode}, hidden ${cfg.hidden}, ${cfg.layers} layer(s)`,
       `input       ${state.origin}`,
       `rows        0–${k - 1} given, ${k}–${n - 1} generated`,
-      `step.onnx   ${times.length} calls, ${stepMs.toFixed(1)} ms (${(stepMs / times.length).toFixed(2)} ms per row)`,
+      ...(sampling ? [
+        `mode        sample 1 of seed ${sampling.seed} at temperature ${sampling.temperature} (noise ${NOISE_ALGORITHM})`,
+        `sample      sample_step.onnx, ${calls(sampleTimes)}`,
+        `            max |sample − mean| ${largestGap(result, mean).toFixed(3)}`,
+      ] : [`mode        mean`]),
+      `step.onnx   ${calls(stepTimes)}${sampling ? ": the mean" : ""}`,
       `complete    complete.onnx, 1 call, ${onceMs.toFixed(1)} ms`,
-      `            max |complete.onnx − step.onnx| ${gap.toExponential(1)}`,
+      `            max |complete.onnx − step.onnx| ${largestGap(once, mean).toExponential(1)}`,
       `backend     ${BACKEND}`,
     ].join("\n");
     say(`${name}: done`);
@@ -243,6 +247,7 @@ async function start() {
     const [index, gallery] = await Promise.all(["/bundles.json", "/gallery.json"].map(
       async (url) => (await fetch(url)).json()));
     for (const name of index.bundles) $("bundle").append(new Option(name, name));
+    setupModes(index);
     const first = await getBundle(index.bundles[0]);
     const n = first.contract.image_size;
     const [lo, hi] = first.contract.known_rows_range;
@@ -262,6 +267,7 @@ for (const b of document.querySelectorAll("[data-tab]")) b.addEventListener("cli
 $("known").addEventListener("input", () => { $("known-value").textContent = $("known").value; showInput(); });
 $("file").addEventListener("change", () => uploaded($("file").files[0]));
 $("invert").addEventListener("change", () => $("file").files[0] && uploaded($("file").files[0]));
+$("bundle").addEventListener("change", () => showModes($("bundle").value));
 $("run").addEventListener("click", run);
 setupSketch();
 start();

@@ -2,10 +2,15 @@
 //
 // Tensor names, shapes and dtypes come from the bundle's manifest.json (its "contract" section,
 // written by rowgen/contract.py), never from constants here. Every ONNX file is checked
-// against its sha256 in the manifest before a session is made from it.
+// against its sha256 in the manifest before a session is made from it. A sampling bundle's
+// sample_step.onnx streams a sample as step.onnx streams the mean, from seeded noise
+// (./sampling.js).
+
+import { sampleNoise } from "./sampling.js";
 
 const STEP = "step.onnx";
 const COMPLETE = "complete.onnx";
+const SAMPLE_STEP = "sample_step.onnx"; // sampling bundles only
 
 async function fetchBytes(url) {
   const response = await fetch(url);
@@ -28,18 +33,27 @@ function zeros(ort, spec, batch) {
   return new ort.Tensor(spec.dtype, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
 }
 
-// Fetch, verify and open a bundle's two ONNX programs; `base` is the bundle's URL folder.
+// Fetch, verify and open a bundle's ONNX programs (step, complete, and sample_step when the
+// manifest lists it); `base` is the bundle's URL folder. `sampleStep` is null for a bundle that
+// gives only the mean.
 export async function loadBundle(ort, base, options) {
   const manifest = JSON.parse(new TextDecoder().decode(await fetchBytes(`${base}manifest.json`)));
+  const files = [STEP, COMPLETE, ...(manifest.files?.[SAMPLE_STEP] ? [SAMPLE_STEP] : [])];
   const sessions = {};
-  for (const file of [STEP, COMPLETE]) {
+  for (const file of files) {
     const bytes = await fetchBytes(base + file);
     const want = manifest.files?.[file]?.sha256;
     const got = await sha256(bytes);
     if (got !== want) throw new Error(`${base}${file}: sha256 ${got} does not match the manifest`);
     sessions[file] = await ort.InferenceSession.create(bytes, options);
   }
-  return { manifest, contract: manifest.contract, step: sessions[STEP], complete: sessions[COMPLETE] };
+  return {
+    manifest,
+    contract: manifest.contract,
+    step: sessions[STEP],
+    complete: sessions[COMPLETE],
+    sampleStep: sessions[SAMPLE_STEP] ?? null,
+  };
 }
 
 export function clampKnownRows(contract, k) {
@@ -47,29 +61,56 @@ export function clampKnownRows(contract, k) {
   return Math.min(hi, Math.max(lo, Math.round(k)));
 }
 
-// Yield [r, row r of the completion] for r = 0..n-1 by calling step.onnx once per row, with
-// the state carried explicitly: zero state first; the call that receives row t returns the
-// prediction of row t+1. Known rows are copied, the rest are the model's own rows fed back.
-// `image` is a Float32Array of n*n pixels in [0, 1]; `onStep(ms)` receives each call's time.
-export async function* stepRows(ort, bundle, image, knownRows, onStep = () => {}) {
-  const { inputs, outputs } = bundle.contract[STEP];
+// Drive a stateful program (`file`: step.onnx or sample_step.onnx) row by row: yield
+// [r, row r of the completion] for r = 0..n-1, the state carried explicitly: zero state first;
+// the call that receives row t returns row t+1. Known rows are copied, the rest are the model's
+// own rows fed back. Inputs are `row`, the state, then what `extra(t)` gives (a sample step's
+// noise and temperature); outputs `next_row`, then the state.
+async function* driveRows(ort, bundle, file, session, image, knownRows, extra, onStep) {
+  const { inputs, outputs } = bundle.contract[file];
   const n = bundle.contract.image_size;
   const k = clampKnownRows(bundle.contract, knownRows);
-  const [rowIn, ...stateIns] = inputs;
   const [rowOut, ...stateOuts] = outputs;
+  const [rowIn, ...rest] = inputs;
+  const stateIns = rest.slice(0, stateOuts.length);
   let state = stateIns.map((spec) => zeros(ort, spec, 1));
   let row = image.slice(0, n);
   yield [0, row];
   for (let t = 0; t < n - 1; t++) {
-    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)) };
+    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t) };
     stateIns.forEach((spec, i) => { feeds[spec.name] = state[i]; });
     const start = performance.now();
-    const out = await bundle.step.run(feeds);
+    const out = await session.run(feeds);
     onStep(performance.now() - start);
     state = stateOuts.map((spec) => out[spec.name]);
     row = t + 1 < k ? image.slice((t + 1) * n, (t + 2) * n) : out[rowOut.name].data.slice();
     yield [t + 1, row];
   }
+}
+
+// The mean completion row by row through step.onnx. `image` is a Float32Array of n*n pixels in
+// [0, 1]; `onStep(ms)` receives each call's time.
+export function stepRows(ort, bundle, image, knownRows, onStep = () => {}) {
+  return driveRows(ort, bundle, STEP, bundle.step, image, knownRows, () => ({}), onStep);
+}
+
+// Sample number `sample` (0, 1, ...) of `seed` at `temperature`, row by row through
+// sample_step.onnx: the call that receives row t takes slice t of the sample's noise. Equal to
+// sample.onnx given drawNoise(seed, ...)'s noise, and to the app's sample of that seed.
+export function sampleRows(ort, bundle, image, knownRows, { seed, sample = 0, temperature }, onStep = () => {}) {
+  if (!bundle.sampleStep) {
+    throw new Error(`${bundle.manifest.name} gives only the mean: its bundle has no ${SAMPLE_STEP}`);
+  }
+  const [noiseIn, temperatureIn] = bundle.contract[SAMPLE_STEP].inputs.slice(-2);
+  const noiseDim = noiseIn.shape[1];
+  const steps = bundle.contract.image_size - 1; // one noise slice per row that can be generated
+  const noise = sampleNoise(seed, sample, steps, noiseDim);
+  const scale = new ort.Tensor(temperatureIn.dtype, Float32Array.of(temperature), dims(temperatureIn.shape, 1));
+  const extra = (t) => ({
+    [noiseIn.name]: new ort.Tensor(noiseIn.dtype, noise.slice(t * noiseDim, (t + 1) * noiseDim), dims(noiseIn.shape, 1)),
+    [temperatureIn.name]: scale,
+  });
+  return driveRows(ort, bundle, SAMPLE_STEP, bundle.sampleStep, image, knownRows, extra, onStep);
 }
 
 // The whole completion in one call of complete.onnx; returns [pixels, milliseconds].

@@ -1,8 +1,10 @@
-// What both examples share: reading a bundle's manifest, checking a file's sha256, PNG in/out.
+// What the examples share: reading a bundle's manifest, checking a file's sha256, PNG in/out,
+// and driving a stateful program (step.onnx, sample_step.onnx) row by row.
 //
 // Tensor names, shapes and dtypes come from manifest.json's "contract" section (written by
 // rowgen/contract.py), never from constants typed here.
 
+import * as ort from "onnxruntime-node";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,21 +13,29 @@ import { PNG } from "pngjs";
 
 export class UsageError extends Error {}
 
-// The common command line: <bundle-folder> <image.png> [--known-rows K] [--out P] [--json J].
-export function readArgs(usage) {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      "known-rows": { type: "string", default: "14" },
-      out: { type: "string" },
-      json: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+// The common command line: <bundle-folder> <image.png> [--known-rows K] [--out P] [--json J],
+// plus a script's own string `options` (their values come back under `values`).
+export function readArgs(usage, options = {}) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      allowPositionals: true,
+      options: {
+        "known-rows": { type: "string", default: "14" },
+        out: { type: "string" },
+        json: { type: "string" },
+        help: { type: "boolean", short: "h" },
+        ...options,
+      },
+    });
+  } catch (err) {
+    throw new UsageError(`${err.message}\n${usage}`); // an unknown option, a missing value
+  }
+  const { values, positionals } = parsed;
   if (values.help || positionals.length !== 2) throw new UsageError(usage);
   const knownRows = Number(values["known-rows"]);
   if (!Number.isInteger(knownRows)) throw new UsageError(`--known-rows must be an integer\n${usage}`);
-  return { bundle: positionals[0], image: positionals[1], knownRows, out: values.out, json: values.json };
+  return { bundle: positionals[0], image: positionals[1], knownRows, out: values.out, json: values.json, values };
 }
 
 // manifest.json of the bundle folder, and the path of one of its files after its sha256 check.
@@ -55,6 +65,40 @@ export function clampKnownRows(contract, k) {
 // A shape from the contract with its dynamic (named) axes set to `batch`.
 export function dims(shape, batch) {
   return shape.map((d) => (typeof d === "string" ? batch : d));
+}
+
+function zeros(spec) {
+  const shape = dims(spec.shape, 1);
+  return new ort.Tensor(spec.dtype, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+}
+
+// Complete `image` by calling a stateful program once per row; `spec` is its contract entry
+// (inputs: row, the state, then what `extra(t)` gives; outputs: next_row, then the state):
+//   - the state starts at zeros, meaning "top of the image";
+//   - feed rows 0, 1, ... in turn: the call that receives row t returns row t+1 and the next
+//     state;
+//   - known rows are copied from the image; below them, each returned row is the next input.
+// The state's names and shapes come from the manifest: h and c for an LSTM, h for a GRU or
+// RNN, a 14-row window for the course's window model. Nothing here depends on which.
+export async function driveRows(session, spec, image, n, k, extra = () => ({})) {
+  const [rowOut, ...stateOuts] = spec.outputs; // next_row, then the state after the step
+  const [rowIn, ...rest] = spec.inputs; // row, then the state (h, c / h / window), then extras
+  const stateIns = rest.slice(0, stateOuts.length);
+  const completed = new Float32Array(n * n);
+  completed.set(image.subarray(0, n), 0); // row 0 is always known
+  let state = stateIns.map(zeros);
+  let row = image.subarray(0, n);
+  for (let t = 0; t < n - 1; t++) {
+    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t) };
+    stateIns.forEach((spec, i) => {
+      feeds[spec.name] = state[i];
+    });
+    const out = await session.run(feeds);
+    state = stateOuts.map((spec) => out[spec.name]); // h_out becomes the next call's h, ...
+    row = t + 1 < k ? image.subarray((t + 1) * n, (t + 2) * n) : out[rowOut.name].data;
+    completed.set(row, (t + 1) * n);
+  }
+  return completed;
 }
 
 // An n x n PNG -> Float32Array of n*n grey values in [0, 1], white object on black.

@@ -3,49 +3,24 @@
 //   node step.mjs ../../artifacts/lstm shoe.png --known-rows 14 --out done.png [--json done.json]
 //
 // This is what a runtime that only has step.onnx does (the contract, ../../rowgen/contract.py):
-//   - the state starts at zeros, meaning "top of the image";
-//   - feed rows 0, 1, ... in turn: the call that receives row t returns the prediction of
-//     row t+1 and the next state;
-//   - known rows are copied from the image; below them, each prediction is the next input.
-// The state's names and shapes come from the manifest: h and c for an LSTM, h for a GRU or
-// RNN, a 14-row window for the course's window model. Nothing here depends on which.
+// zero state first, the call that receives row t returns the prediction of row t+1, known rows
+// copied and each prediction fed back below them (driveRows in ./bundle.mjs).
 
 import * as ort from "onnxruntime-node";
-import { clampKnownRows, cli, dims, openBundle, readArgs, readPng, save } from "./bundle.mjs";
+import { clampKnownRows, cli, driveRows, openBundle, readArgs, readPng, save } from "./bundle.mjs";
 
 const USAGE = "usage: node step.mjs <bundle-folder> <image.png> [--known-rows K] [--out P] [--json J]";
-
-function zeros(spec) {
-  const shape = dims(spec.shape, 1);
-  return new ort.Tensor(spec.dtype, new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
-}
 
 await cli(async () => {
   const args = readArgs(USAGE);
   const bundle = openBundle(args.bundle);
   const n = bundle.contract.image_size;
-  const { inputs, outputs } = bundle.contract["step.onnx"];
-  const [rowIn, ...stateIns] = inputs; // row, then the state (h, c / h / window)
-  const [rowOut, ...stateOuts] = outputs; // next_row, then the state after the step
   const image = readPng(args.image, n);
   const k = clampKnownRows(bundle.contract, args.knownRows);
 
   const session = await ort.InferenceSession.create(bundle.file("step.onnx"));
-  const completed = new Float32Array(n * n);
-  completed.set(image.subarray(0, n), 0); // row 0 is always known
-  let state = stateIns.map(zeros);
-  let row = image.subarray(0, n);
   const start = performance.now();
-  for (let t = 0; t < n - 1; t++) {
-    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)) };
-    stateIns.forEach((spec, i) => {
-      feeds[spec.name] = state[i];
-    });
-    const out = await session.run(feeds);
-    state = stateOuts.map((spec) => out[spec.name]); // h_out becomes the next call's h, ...
-    row = t + 1 < k ? image.subarray((t + 1) * n, (t + 2) * n) : out[rowOut.name].data;
-    completed.set(row, (t + 1) * n);
-  }
+  const completed = await driveRows(session, bundle.contract["step.onnx"], image, n, k);
   const ms = performance.now() - start;
 
   save(args, completed, n, { knownRows: k, program: "step.onnx" });

@@ -249,6 +249,6 @@ def check_python_model_dir(folder: Path) -> None:
     if program is None:
         raise TritonConfigError(f"{path}: bundle {bundle.name!r} serves no model {config.name!r}")
     graph = Graph.load(bundle.file(program), bundle.read(program))
-    step = program == contract.STEP_ONNX
-    states = [s.name for s in contract.step_inputs(bundle.config)[1:]] if step else []
+    stateful = program in contract.STATEFUL_PROGRAMS
+    states = [i for i, _ in contract.state_pairs(bundle.config)] if stateful else []
     _raise(path, config, folder, python_problems(config, graph, states))

@@ -2,10 +2,11 @@
 
 Per bundle (the serving names of rowgen.contract): `<bundle>` runs complete.onnx behind the
 dynamic batcher; `<bundle>_step` runs step.onnx behind the sequence batcher; a sampling bundle's
-`<bundle>_sample` runs sample.onnx like `<bundle>`. Three variants of each config:
+`<bundle>_sample` runs sample.onnx like `<bundle>`, and its `<bundle>_sample_step` runs
+sample_step.onnx like `<bundle>_step`. Three variants of each config:
 
 - onnxruntime backend on KIND_GPU (`config.pbtxt`) and on KIND_CPU (`configs/cpu.pbtxt`), for real
-  deployments: the recurrent state of `<bundle>_step` is Triton's implicit state (`h`->`h_out`,
+  deployments: the recurrent state of the step models is Triton's implicit state (`h`->`h_out`,
   ..., zeros at a sequence's start);
 - python backend on KIND_CPU (export.triton.model), for a Triton without the onnxruntime backend:
   the same tensors and batchers, but no implicit state (the python backend gets none), so the
@@ -75,14 +76,21 @@ def batched_config(name: str, ins: Specs, outs: Specs, batching: Batching) -> mc
     return config
 
 
-def step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
-    """`<bundle>_step`: step.onnx behind the sequence batcher, the state kept by Triton.
+def sequence_config(name: str, program: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+    """A stateful program (contract.STATEFUL_PROGRAMS) behind the sequence batcher, the state
+    kept by Triton.
 
-    Only `row` -> `next_row` are request tensors; the state pairs become implicit state, so the
-    graph's inputs are exactly config inputs + states, as the onnxruntime backend requires.
+    The state pairs (`h` -> `h_out`, ...) become implicit state and every other tensor is a
+    request tensor, so the graph's inputs are exactly config inputs + states, as the onnxruntime
+    backend requires.
     """
-    ins, outs = contract.step_inputs(bundle.config), contract.step_outputs(bundle.config)
-    config = _base(name, ins[:1], outs[:1], batching)
+    ins, outs = contract.program_specs(program, bundle.config)
+    pairs = contract.state_pairs(bundle.config)
+    held_in, held_out = {i for i, _ in pairs}, {o for _, o in pairs}
+    specs = {s.name: s for s in ins}
+    request_ins = [s for s in ins if s.name not in held_in]
+    request_outs = [s for s in outs if s.name not in held_out]
+    config = _base(name, request_ins, request_outs, batching)
     seq = config.sequence_batching
     seq.max_sequence_idle_microseconds = batching.sequence_idle_us
     # "oldest" batches the ready sequences together; more candidates than one batch holds keep
@@ -90,18 +98,27 @@ def step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig
     seq.oldest.max_candidate_sequences = 2 * batching.max_batch_size
     seq.oldest.preferred_batch_size.extend(batching.preferred())
     seq.oldest.max_queue_delay_microseconds = batching.queue_delay_us
-    for state_in, state_out in zip(ins[1:], outs[1:], strict=True):
-        dims = _io(mc.ModelInput, state_in).dims  # without the batch axis, as Triton wants
+    for state_in, state_out in pairs:
+        spec = specs[state_in]
+        dims = _io(mc.ModelInput, spec).dims  # without the batch axis, as Triton wants
         state = seq.state.add(
-            input_name=state_in.name,
-            output_name=state_out.name,
-            data_type=DTYPES[state_in.dtype],
-            dims=dims,
+            input_name=state_in, output_name=state_out, data_type=DTYPES[spec.dtype], dims=dims
         )
         state.initial_state.add(
-            data_type=state.data_type, dims=dims, zero_data=True, name=f"{state_in.name}_zeros"
+            data_type=state.data_type, dims=dims, zero_data=True, name=f"{state_in}_zeros"
         )
     return config
+
+
+def step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+    """`<bundle>_step`: step.onnx behind the sequence batcher; `row` -> `next_row` per request."""
+    return sequence_config(name, contract.STEP_ONNX, bundle, batching)
+
+
+def sample_step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
+    """`<bundle>_sample_step`: sample_step.onnx like `<bundle>_step`, each request bringing its
+    row's `noise_row` and `temperature` beside `row`."""
+    return sequence_config(name, contract.SAMPLE_STEP_ONNX, bundle, batching)
 
 
 def complete_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
@@ -121,6 +138,7 @@ CONFIGS = {
     contract.COMPLETE_ONNX: complete_config,
     contract.STEP_ONNX: step_config,
     contract.SAMPLE_ONNX: sample_config,
+    contract.SAMPLE_STEP_ONNX: sample_step_config,
 }
 
 

@@ -7,14 +7,16 @@ onnxruntime, rowgen's torch-free core); `make triton-serve` starts Triton on the
 
 - `<bundle>` (complete.onnx) and `<bundle>_sample` (sample.onnx): the dynamic batcher hands
   `execute` several requests at once; their images go through onnxruntime in one call.
-- `<bundle>_step` (step.onnx): the sequence batcher. The python backend gets no implicit state,
-  so `Sequences` keeps each sequence's recurrent state by correlation ID: zeros at its START,
-  dropped at its END or once it has gone unused for the batcher's idle timeout. Triton's
-  sequence batcher keeps a sequence on one model instance, so per-instance state is enough.
+- `<bundle>_step` (step.onnx) and `<bundle>_sample_step` (sample_step.onnx): the sequence
+  batcher. The python backend gets no implicit state, so `Sequences` keeps each sequence's
+  recurrent state by correlation ID: zeros at its START, dropped at its END or once it has gone
+  unused for the batcher's idle timeout. Triton's sequence batcher keeps a sequence on one model
+  instance, so per-instance state is enough.
 
 A request that breaks the contract (NaN or infinite values, pixels outside [0, 1], known_rows
-outside 1..27, a temperature outside 0..2, a sequence with no state) gets INVALID_ARG (HTTP 400,
-gRPC INVALID_ARGUMENT) naming the tensor; the other requests of its batch are served.
+outside 1..27, noise beyond ±10, a temperature outside 0..2, a sequence with no state) gets
+INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) naming the tensor; the other requests of its batch
+are served.
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ import triton_python_backend_utils as pb_utils
 
 from rowgen import contract, sessions
 from rowgen.bundle import find_bundles, open_bundle
-from rowgen.config import ModelConfig
-from rowgen.sampling import MAX_TEMPERATURE
+from rowgen.sampling import MAX_TEMPERATURE, NOISE_LIMIT
 from rowgen.stepping import zero_state
 
 START = pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START
@@ -92,8 +93,9 @@ def _outside(array: np.ndarray, low: float, high: float) -> bool:
     return bool(((array < low) | (array > high)).any())
 
 
-def _problem(arrays: dict[str, np.ndarray], pixels: str) -> str | None:
-    """What is wrong with one request's tensors (Triton checked names, datatypes and shapes)."""
+def _problem(arrays: dict[str, np.ndarray], pixels: str, noise: str | None) -> str | None:
+    """What is wrong with one request's tensors (Triton checked names, datatypes and shapes);
+    `noise` names the standard normal input of a sampling program."""
     image = arrays[pixels]
     if image.size == 0:
         return "the batch is empty: send at least one image"
@@ -108,18 +110,14 @@ def _problem(arrays: dict[str, np.ndarray], pixels: str) -> str | None:
     low, high = contract.KNOWN_ROWS_MIN, contract.KNOWN_ROWS_MAX
     if KNOWN_ROWS in arrays and _outside(arrays[KNOWN_ROWS], low, high):
         return f"input {KNOWN_ROWS!r} must be in {low}..{high} for every image"
+    if noise is not None and _outside(arrays[noise], -NOISE_LIMIT, NOISE_LIMIT):
+        return (
+            f"input {noise!r} holds standard normal draws, each within ±{NOISE_LIMIT:g} "
+            "(scale the spread with temperature)"
+        )
     if TEMPERATURE in arrays and _outside(arrays[TEMPERATURE], 0, MAX_TEMPERATURE):
         return f"input {TEMPERATURE!r} must be in 0..{MAX_TEMPERATURE:g} for every image"
     return None
-
-
-def _program_specs(program: str, config: ModelConfig) -> tuple[list, list]:
-    """Every input and output of `program`, in the contract's order."""
-    if program == contract.COMPLETE_ONNX:
-        return contract.complete_inputs(), contract.complete_outputs()
-    if program == contract.SAMPLE_ONNX:
-        return contract.sample_inputs(config.noise_dim), contract.sample_outputs()
-    return contract.step_inputs(config), contract.step_outputs(config)
 
 
 def _error(message: str):
@@ -141,13 +139,20 @@ class TritonPythonModel:
         program = contract.serving_names(bundle.name, bundle.config).get(name)
         if program is None:
             raise RuntimeError(f"bundle {bundle.name!r} serves no model {name!r}")
-        ins, outs = _program_specs(program, bundle.config)
-        self.feeds, self.fetches = [s.name for s in ins], [s.name for s in outs]
-        self.inputs, self.outputs = ins, outs  # the request's tensors: all but the step's state
+        ins, outs = contract.program_specs(program, bundle.config)
+        pairs = contract.state_pairs(bundle.config) if program in contract.STATEFUL_PROGRAMS else []
+        self.state_in, self.state_out = [i for i, _ in pairs], [o for _, o in pairs]
+        # The request's tensors: all but the state, which the model keeps (Sequences).
+        self.inputs = [s for s in ins if s.name not in self.state_in]
+        self.outputs = [s for s in outs if s.name not in self.state_out]
+        self.feeds = [s.name for s in ins]
+        self.fetches = [s.name for s in self.outputs] + self.state_out
+        names = [s.name for s in self.inputs]
+        # Both sampling programs take their noise just before the temperature (the contract).
+        self.noise = names[names.index(TEMPERATURE) - 1] if TEMPERATURE in names else None
         self.session = sessions.open_session(bundle.read(program))  # CPU, bench.speed's pick
         self.sequences = None
-        if program == contract.STEP_ONNX:
-            self.inputs, self.outputs = ins[:1], outs[:1]
+        if pairs:
             batcher = json.loads(args["model_config"])["sequence_batching"]
             idle_s = int(batcher["max_sequence_idle_microseconds"]) / 1e6
 
@@ -161,21 +166,22 @@ class TritonPythonModel:
         if self.sequences is not None:
             self.sequences.expire(now, {r.correlation_id() for r in requests})
         responses: list = [None] * len(requests)
-        accepted: list[tuple[int, list[np.ndarray]]] = []
+        accepted: list[tuple[int, dict[str, np.ndarray]]] = []
         for i, request in enumerate(requests):
-            arrays = {
+            feeds = {
                 s.name: pb_utils.get_input_tensor_by_name(request, s.name).as_numpy()
                 for s in self.inputs
             }
-            problem = _problem(arrays, self.inputs[0].name)
-            feeds = list(arrays.values())
+            problem = _problem(feeds, self.inputs[0].name, self.noise)
             if self.sequences is not None:
                 sequence, start = request.correlation_id(), bool(request.flags() & START)
                 if problem is not None and start:  # a refused START: nothing to continue from
                     self.sequences.update(sequence, [], end=True, now=now)
                 elif problem is None:
+                    batch = len(feeds[self.inputs[0].name])
                     try:
-                        feeds += self.sequences.state(sequence, start, len(feeds[0]))
+                        state = self.sequences.state(sequence, start, batch)
+                        feeds |= dict(zip(self.state_in, state, strict=True))
                     except SequenceError as exc:
                         problem = str(exc)
             if problem is None:
@@ -188,12 +194,12 @@ class TritonPythonModel:
 
     def _run(self, requests: list, accepted: list, responses: list, now: float) -> None:
         """One onnxruntime call for every accepted request, its answers split back out."""
-        columns = zip(*(feeds for _, feeds in accepted), strict=True)
         batch = {
-            name: np.concatenate(column) for name, column in zip(self.feeds, columns, strict=True)
+            name: np.concatenate([feeds[name] for _, feeds in accepted]) for name in self.feeds
         }
         results = self.session.run(self.fetches, batch)
-        edges = np.cumsum([len(feeds[0]) for _, feeds in accepted])[:-1]
+        first = self.inputs[0].name
+        edges = np.cumsum([len(feeds[first]) for _, feeds in accepted])[:-1]
         split = [np.split(result, edges) for result in results]  # [output][request]
         answers = len(self.outputs)
         for j, (i, _) in enumerate(accepted):

@@ -4,10 +4,10 @@
 
 For each bundle under `--artifacts`: model `<bundle>` (complete.onnx, dynamically batched),
 `<bundle>_step` (step.onnx; the client carries h/c) and, for a bundle that samples,
-`<bundle>_sample`. Binds 127.0.0.1 unless `--host` says otherwise (`--host 0.0.0.0` in a
-container). Callers cannot load or unload models unless `--enable-model-repository`; what else
-is refused, and the size and time limits, are in docs/security.md. Torch-free; needs the `api`
-extra (kserve).
+`<bundle>_sample` and `<bundle>_sample_step`. Binds 127.0.0.1 unless `--host` says otherwise
+(`--host 0.0.0.0` in a container). Callers cannot load or unload models unless
+`--enable-model-repository`; what else is refused, and the size and time limits, are in
+docs/security.md. Torch-free; needs the `api` extra (kserve).
 """
 
 from __future__ import annotations

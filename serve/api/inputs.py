@@ -3,13 +3,13 @@
 One function for every model and both protocols (serve.api.wire has already checked the request's
 form), in this order, so the same request gets the same answer however it came: the input names
 (each of the model's, no other), their datatypes and shapes, one batch size across inputs, at most
-`max_images` images (the batch cap, the same for `<bundle>`, `_step` and `_sample`), requested
-outputs among the model's; only then is any data read: as many values as the shape holds (binary:
+`max_images` images (the batch cap, the same for every model of a bundle), requested outputs
+among the model's; only then is any data read: as many values as the shape holds (binary:
 exactly its bytes; JSON: numbers for FP32, integers for INT64, never strings, booleans or null),
-all finite. Then the models' own ranges: pixels in [0, 1], known_rows in 1..27, noise within
-NOISE_LIMIT, temperature in 0..2; and after inference, outputs that are all finite. Every problem
-is an InvalidInput (400 over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the rule.
-Used by the models of serve.api.models.
+all finite. Then the models' own ranges: pixels and rows in [0, 1], known_rows in 1..27, noise
+and noise_row within NOISE_LIMIT, temperature in 0..2; and after inference, outputs that are all
+finite. Every problem is an InvalidInput (400 over REST, INVALID_ARGUMENT over gRPC) naming the
+tensor and the rule. Used by the models of serve.api.models.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import numpy as np
 
 from rowgen import contract
 from rowgen.contract import TensorSpec
-from rowgen.sampling import MAX_TEMPERATURE
+from rowgen.sampling import MAX_TEMPERATURE, NOISE_LIMIT
 from serve.api.protocol import InferRequest, InvalidInput
 from serve.api.refusals import json_kind, shown
 
 DATATYPES = {"float32": "FP32", "int64": "INT64"}  # contract dtype -> v2 datatype
 JSON_TYPES = {"FP32": {float, int}, "INT64": {int}}  # what a JSON value of each may be
-NOISE_LIMIT = 10.0  # noise is standard normal draws: one beyond 10 has probability < 1e-22
 
 
 def v2_shape(spec: TensorSpec) -> list[int]:
@@ -175,13 +174,14 @@ def check_known_rows(known_rows: np.ndarray) -> None:
         )
 
 
-def check_sampling(noise: np.ndarray, temperature: np.ndarray) -> None:
-    """Noise within ±NOISE_LIMIT (standard normal draws) and temperatures in 0..MAX_TEMPERATURE:
-    with both bounded the sample is finite (noise 3.4e38 at temperature 2 overflows)."""
+def check_sampling(noise_name: str, noise: np.ndarray, temperature: np.ndarray) -> None:
+    """Noise (the input `noise_name`) within ±NOISE_LIMIT (standard normal draws) and
+    temperatures in 0..MAX_TEMPERATURE: with both bounded the sample is finite (noise 3.4e38 at
+    temperature 2 overflows)."""
     if (top := float(np.abs(noise).max())) > NOISE_LIMIT:
         raise InvalidInput(
-            f"noise reaches {top:.3g}: it holds standard normal draws, each within "
-            f"±{NOISE_LIMIT:g} (scale the spread with temperature)"
+            f"input {noise_name!r} reaches {top:.3g}: it holds standard normal draws, each "
+            f"within ±{NOISE_LIMIT:g} (scale the spread with temperature)"
         )
     bad = np.flatnonzero((temperature < 0) | (temperature > MAX_TEMPERATURE))
     if bad.size:

@@ -1,7 +1,7 @@
 """What one v2 request may cost the server: images, bytes and seconds. Torch-free.
 
 The batch cap (`--max-queue`, 1,024 images by default) is the figure the sizes derive from: every
-model (`<bundle>`, `<bundle>_step`, `<bundle>_sample`) refuses a request of more images, a REST body
+model of a bundle (`<bundle>`, `<bundle>_step`, ...) refuses a request of more images, a REST body
 may hold that many of the model's items written as JSON (`body_bytes`), and a gRPC message that
 many written as binary (`message_bytes`). Request bodies being received at once hold at most
 IN_FLIGHT_BODY_BYTES. Slow clients get `header_timeout_s` for a request's line and headers and

@@ -2,12 +2,14 @@
 
 Torch-free. `<bundle>` runs `complete.onnx` through a `MicroBatcher`, `<bundle>_step` runs
 `step.onnx` as it is (the client carries the state), and a sampling bundle's `<bundle>_sample`
-runs `sample.onnx` (the client sends the noise, so a sample is reproducible anywhere). Names,
-datatypes and shapes come from `rowgen.contract`. Every model checks a request the same way
-before it runs anything (serve.api.inputs: names, types, shapes, at most `max_queue` images, then
-values), and answers only finite outputs; a bad request is an `InvalidInput` (400 over REST,
-INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A full queue is `Overloaded` (503,
-UNAVAILABLE). Served by `python -m serve.api` (`make api`) and `python -m serve.ray_app`.
+runs `sample.onnx` (the client sends the noise, so a sample is reproducible anywhere) and its
+`<bundle>_sample_step` runs `sample_step.onnx` (state and noise from the client, one row a
+call). Names, datatypes and shapes come from `rowgen.contract`. Every model checks a request the
+same way before it runs anything (serve.api.inputs: names, types, shapes, at most `max_queue`
+images, then values), and answers only finite outputs; a bad request is an `InvalidInput` (400
+over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A full queue is
+`Overloaded` (503, UNAVAILABLE). Served by `python -m serve.api` (`make api`) and
+`python -m serve.ray_app`.
 """
 
 from __future__ import annotations
@@ -158,11 +160,35 @@ class SampleModel(ContractModel):
         image, known_rows, noise, temperature = self.read(payload)
         check_pixels(self.inputs[0].name, image)
         check_known_rows(known_rows)
-        check_sampling(noise, temperature)
+        check_sampling(self.inputs[2].name, noise, temperature)
         completed = await asyncio.to_thread(
             self.model.sample, image, known_rows, noise, temperature
         )
         return respond(payload, self.name, self.outputs, [completed])
+
+
+class SampleStepModel(ContractModel):
+    """`<bundle>_sample_step`: one `sample_step.onnx` call, a sampled row; the state and this
+    row's noise come in, the state goes back out, as `<bundle>_step` does for the mean."""
+
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
+        specs = contract.program_specs(contract.SAMPLE_STEP_ONNX, model.config)
+        super().__init__(name, *specs, batching)
+        self.model = model
+
+    def load(self) -> bool:
+        _ = self.model.sample_step_session  # open sample_step.onnx now, not at the first request
+        self.ready = True
+        return self.ready
+
+    async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
+        row, *state, noise_row, temperature = self.read(payload)
+        check_pixels(self.inputs[0].name, row)
+        check_sampling(self.inputs[-2].name, noise_row, temperature)
+        outputs = await asyncio.to_thread(
+            self.model.sample_step, row, *state, noise_row, temperature
+        )
+        return respond(payload, self.name, self.outputs, outputs)
 
 
 # The v2 model class that serves each program of the contract.
@@ -170,6 +196,7 @@ MODEL_CLASSES = {
     contract.COMPLETE_ONNX: CompleteModel,
     contract.STEP_ONNX: StepModel,
     contract.SAMPLE_ONNX: SampleModel,
+    contract.SAMPLE_STEP_ONNX: SampleStepModel,
 }
 
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from rowgen.sampling import MAX_SAMPLES, MAX_TEMPERATURE, draw_noise
+from rowgen.sampling import MAX_SAMPLES, MAX_SEED, MAX_TEMPERATURE, draw_noise
 from serve.runtime import Model, ModelSet
 
 
@@ -19,7 +19,7 @@ def check_sampling(samples: object, temperature: object, seed: object) -> tuple[
     for name, value, lo, hi, whole in (
         ("samples", samples, 1, MAX_SAMPLES, True),
         ("temperature", temperature, 0.0, MAX_TEMPERATURE, False),
-        ("seed", seed, 0, 2**63 - 1, True),
+        ("seed", seed, 0, MAX_SEED, True),
     ):
         try:
             number = float(value)  # type: ignore[arg-type]

@@ -1,6 +1,8 @@
-"""`<bundle>_sample` on the v2 API and in the Triton repository, for a tiny sampling bundle:
-metadata from the contract, the request's noise giving exactly onnxruntime's sample, bad
-temperatures named, no sample model for a bundle that cannot sample."""
+"""`<bundle>_sample` and `<bundle>_sample_step` on the v2 API and in the Triton repository, for a
+tiny sampling bundle: metadata from the contract, the request's noise giving exactly
+onnxruntime's sample, `<bundle>_sample_step` driven row by row (REST and gRPC) equal to
+sample.onnx, bad noise and temperatures named, no sample models for a bundle that cannot
+sample."""
 
 from __future__ import annotations
 
@@ -16,16 +18,19 @@ import pytest
 if importlib.util.find_spec("kserve") is None:
     pytest.skip("the v2 API needs the api extra: pip install '.[api]'", allow_module_level=True)
 httpclient = pytest.importorskip("tritonclient.http")
-from tritonclient.utils import np_to_triton_dtype  # noqa: E402
+grpcclient = pytest.importorskip("tritonclient.grpc")
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype  # noqa: E402
 
 from bench.servers import Running  # noqa: E402
 from rowgen import contract  # noqa: E402
 from rowgen.bundle import open_bundle  # noqa: E402
 from rowgen.sampling import draw_noise  # noqa: E402
+from rowgen.stepping import sample_by_steps  # noqa: E402
 from serve.runtime import OrtModel  # noqa: E402
 from tests.conftest import TINY_SAMPLER  # noqa: E402
 
 SAMPLE_MODEL = TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX
+SAMPLE_STEP_MODEL = TINY_SAMPLER + contract.SAMPLE_STEP_MODEL_SUFFIX
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +73,17 @@ def test_sample_model_follows_the_contract(server: Running, sampler: OrtModel) -
         {"name": "noise", "datatype": "FP32", "shape": [-1, 27, noise_dim]},
         {"name": "temperature", "datatype": "FP32", "shape": [-1]},
     ]
-    assert not client.is_model_ready("gru" + contract.SAMPLE_MODEL_SUFFIX)  # gru cannot sample
+    step = client.get_model_metadata(SAMPLE_STEP_MODEL)
+    assert step["inputs"] == [
+        {"name": "row", "datatype": "FP32", "shape": [-1, 28]},
+        {"name": "h", "datatype": "FP32", "shape": [-1, 1, 8]},
+        {"name": "c", "datatype": "FP32", "shape": [-1, 1, 8]},
+        {"name": "noise_row", "datatype": "FP32", "shape": [-1, noise_dim]},
+        {"name": "temperature", "datatype": "FP32", "shape": [-1]},
+    ]
+    assert [o["name"] for o in step["outputs"]] == ["next_row", "h_out", "c_out"]
+    for suffix in (contract.SAMPLE_MODEL_SUFFIX, contract.SAMPLE_STEP_MODEL_SUFFIX):
+        assert not client.is_model_ready("gru" + suffix)  # gru cannot sample
 
 
 def test_the_requests_noise_gives_onnxruntimes_sample(server: Running, sampler: OrtModel) -> None:
@@ -76,6 +91,85 @@ def test_the_requests_noise_gives_onnxruntimes_sample(server: Running, sampler: 
     np.testing.assert_allclose(infer(server, values), sampler.sample(*values), atol=1e-6)
     other = request(sampler, seed=4)
     assert not np.allclose(infer(server, other), sampler.sample(*values))  # other noise
+
+
+def sample_step_fn(module, url: str, sampler: OrtModel):
+    """A step function (rowgen.stepping) that is one `<bundle>_sample_step` request."""
+    client = module.InferenceServerClient(url)
+    ins, outs = contract.program_specs(contract.SAMPLE_STEP_ONNX, sampler.config)
+
+    def step(*values: np.ndarray) -> list[np.ndarray]:
+        inputs = []
+        for spec, value in zip(ins, values, strict=True):
+            inputs.append(module.InferInput(spec.name, list(value.shape), "FP32"))
+            inputs[-1].set_data_from_numpy(np.ascontiguousarray(value, np.float32))
+        answer = client.infer(SAMPLE_STEP_MODEL, inputs)
+        return [answer.as_numpy(spec.name) for spec in outs]
+
+    return step
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_sample_step_row_by_row_equals_sample_onnx(
+    server: Running, sampler: OrtModel, transport: str
+) -> None:
+    image, known_rows, noise, _ = request(sampler, seed=5)
+    temperature = np.array([1.0, 0.5], np.float32)
+    module, url = (httpclient, server.url) if transport == "rest" else (grpcclient, server.grpc_url)
+    step = sample_step_fn(module, url, sampler)
+    got = sample_by_steps(step, sampler.config, image, known_rows, noise, temperature)
+    want = sampler.sample(image, known_rows, noise, temperature)
+    gap = float(np.abs(got - want).max())
+    print(f"{SAMPLE_STEP_MODEL} over {transport} vs sample.onnx: max |difference| {gap:.2e}")
+    assert gap <= contract.COMPLETE_TOLERANCE, f"{transport}: completed differs by {gap:.2e}"
+    for i, k in enumerate(known_rows):
+        assert np.array_equal(got[i, :k], image[i, :k]), f"image {i}: known rows changed"
+    other = sample_by_steps(step, sampler.config, image, known_rows, -noise, temperature)
+    assert np.abs(other - got).max() > 1e-3, "other noise gave the same sample"
+
+
+def sample_step_body(sampler: OrtModel, noise_row: float, temperature: float) -> dict:
+    """A JSON request of one image for `<bundle>_sample_step`: row 0 from zero state."""
+    ins = contract.sample_step_inputs(sampler.config)
+    values = {
+        ins[0].name: [0.5] * contract.IMAGE_SIZE,
+        ins[-2].name: [noise_row] * sampler.config.noise_dim,
+        ins[-1].name: [temperature],
+    }
+    tensors = []
+    for spec in ins:
+        shape = [1 if isinstance(d, str) else d for d in spec.shape]
+        data = values.get(spec.name, [0.0] * int(np.prod(shape)))  # zero state
+        tensors.append({"name": spec.name, "datatype": "FP32", "shape": shape, "data": data})
+    return {"inputs": tensors}
+
+
+@pytest.mark.parametrize(
+    ("noise_row", "temperature", "named"),
+    [(11.0, 1.0, "'noise_row'"), (-11.0, 1.0, "'noise_row'"), (0.5, 2.5, "temperature[0]"),
+     (0.5, -0.5, "temperature[0]")],
+)  # fmt: skip
+def test_sample_step_refusals_name_the_input(
+    server: Running, sampler: OrtModel, noise_row: float, temperature: float, named: str
+) -> None:
+    body = sample_step_body(sampler, noise_row, temperature)
+    url = f"http://{server.url}/v2/models/{SAMPLE_STEP_MODEL}/infer"
+    call = urllib.request.Request(url, json.dumps(body).encode(), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call, timeout=30)
+    assert refused.value.code == 400
+    assert named in refused.value.read().decode()
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    inputs = []
+    for tensor in body["inputs"]:
+        inputs.append(grpcclient.InferInput(tensor["name"], tensor["shape"], "FP32"))
+        inputs[-1].set_data_from_numpy(
+            np.array(tensor["data"], np.float32).reshape(tensor["shape"])
+        )
+    with pytest.raises(InferenceServerException) as grpc_refused:
+        client.infer(SAMPLE_STEP_MODEL, inputs)
+    assert grpc_refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert named in grpc_refused.value.message()
 
 
 @pytest.mark.parametrize("temperature", [-0.5, 2.5])
@@ -108,7 +202,9 @@ def test_triton_repository_has_the_sample_model(tiny_sampler_bundles: Path, tmp_
     out = tmp_path / "triton"
     assert main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert names == sorted(["gru", "gru_step", TINY_SAMPLER, TINY_SAMPLER + "_step", SAMPLE_MODEL])
+    assert names == sorted(
+        ["gru", "gru_step", TINY_SAMPLER, TINY_SAMPLER + "_step", SAMPLE_MODEL, SAMPLE_STEP_MODEL]
+    )
     config = read_config(out / SAMPLE_MODEL / CONFIG)  # checked against its ONNX on write
     noise_dim = open_bundle(tiny_sampler_bundles / TINY_SAMPLER).config.noise_dim
     assert [i.name for i in config.input] == [s.name for s in contract.sample_inputs(noise_dim)]

@@ -41,7 +41,7 @@ PAIRS = [
 
 def target(case: hostile.Case | hostile.Raw, request: pytest.FixtureRequest):
     """The server a case runs on, and its bundle: sampling cases need the sampling bundle."""
-    if case.model == hostile.SAMPLE:
+    if case.model in (hostile.SAMPLE, hostile.SAMPLE_STEP):
         return request.getfixturevalue("sampler_server"), TINY_SAMPLER
     return request.getfixturevalue("server"), BUNDLE
 

@@ -81,10 +81,10 @@ for bad in (np.nan, np.inf):
         raise AssertionError(f"an answer holding {bad} was let through")
 
 noise, temperature = np.full((1, 27, 4), 10.0, np.float32), np.ones(1, np.float32)
-check_sampling(noise, temperature)
+check_sampling("noise", noise, temperature)
 for changed in (noise * 1.05, -noise * 1.05):
     try:
-        check_sampling(changed, temperature)
+        check_sampling("noise", changed, temperature)
     except InvalidInput as exc:
         assert "noise" in str(exc), exc
     else:

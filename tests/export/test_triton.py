@@ -38,7 +38,8 @@ from export.triton.server import Install
 from rowgen import contract
 from rowgen.bundle import find_bundles, open_bundle
 from rowgen.config import ModelConfig
-from tests.conftest import TINY_CONFIGS
+from rowgen.sampling import draw_noise
+from tests.conftest import TINY_CONFIGS, TINY_SAMPLER
 
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
 
@@ -251,6 +252,54 @@ def test_step_model_with_implicit_state_reproduces_the_complete_model(repo: Path
         got = np.stack([_triton_sequence(step, step_config, im, k) for im, k in pairs])
         diff = float(np.abs(got - expected).max())
         assert diff <= contract.COMPLETE_TOLERANCE, f"{name}: completed differs by {diff:.3g}"
+
+
+def test_sample_step_model_with_implicit_state_reproduces_sample_onnx(
+    tiny_sampler_bundles: Path, tmp_path: Path
+) -> None:
+    """`<bundle>_sample_step`: row, noise_row and temperature per request, h/c as Triton's
+    implicit state; one sequence per image equals sample.onnx on the same noise."""
+    out = tmp_path / "triton"
+    assert main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out), TINY_SAMPLER]) == 0
+    bundle = open_bundle(tiny_sampler_bundles / TINY_SAMPLER)
+    name = TINY_SAMPLER + contract.SAMPLE_STEP_MODEL_SUFFIX
+    config = _parse(out / name / repository.CONFIG)
+    ins = contract.sample_step_inputs(bundle.config)
+    assert [i.name for i in config.input] == [ins[0].name, *(s.name for s in ins[-2:])]
+    temperature_in = config.input[2]
+    assert list(temperature_in.dims) == [1] and not temperature_in.reshape.shape  # [B, 1] -> [B]
+    pairs = [(s.input_name, s.output_name) for s in config.sequence_batching.state]
+    assert pairs == contract.state_pairs(bundle.config) == [("h", "h_out"), ("c", "c_out")]
+    python = _parse(out.with_name("triton-python") / name / repository.CONFIG)
+    assert python == configs.python_variant(config)
+
+    rng = np.random.default_rng(3)
+    images = rng.random((3, contract.IMAGE_SIZE, contract.IMAGE_SIZE), dtype=np.float32)
+    known = np.array([1, 9, 20], np.int64)
+    noise = draw_noise(3, 3, bundle.config.noise_dim)
+    temperature = np.array([1.0, 0.5, 2.0], np.float32)
+    whole = _session(out / (TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX) / "1" / "model.onnx")
+    names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
+    values = (images, known, noise, temperature)
+    (expected,) = whole.run(None, dict(zip(names, values, strict=True)))
+    step = _session(out / name / "1" / "model.onnx")
+    seq = config.sequence_batching
+    row_in, noise_in, temperature_in = (i.name for i in config.input)
+    row_out = config.output[0].name
+    for b in range(3):  # what Triton does for one sequence, zero state from initial_state
+        state = {
+            s.input_name: np.zeros([1, *s.initial_state[0].dims], np.float32) for s in seq.state
+        }
+        rows = [images[b, 0]]
+        for t in range(contract.IMAGE_SIZE - 1):
+            feeds = {row_in: rows[-1][None], noise_in: noise[b, t][None],
+                     temperature_in: temperature[b : b + 1], **state}  # fmt: skip
+            wanted = [row_out, *(s.output_name for s in seq.state)]
+            got = dict(zip(wanted, step.run(wanted, feeds), strict=True))
+            state = {s.input_name: got[s.output_name] for s in seq.state}
+            rows.append(images[b, t + 1] if t + 1 < known[b] else got[row_out][0])
+        diff = float(np.abs(np.stack(rows) - expected[b]).max())
+        assert diff <= contract.COMPLETE_TOLERANCE, f"{name}, image {b}: differs by {diff:.3g}"
 
 
 def test_the_checker_catches_what_triton_would_refuse(repo: Path) -> None:

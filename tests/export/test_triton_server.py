@@ -1,9 +1,10 @@
 """Triton serving the python-backend repository (`make triton-serve`) on the tiny bundles.
 
-One tritonserver for the module (the tiny sampling bundle: `<bundle>`, `<bundle>_step` and
-`<bundle>_sample`), driven through tritonclient HTTP and gRPC: answers equal onnxruntime's on the
-bundle, step sequences interleaved and an ID reused, batching seen in Triton's statistics, bad
-requests answered 4xx, a clean stop. Needs `.ci/get-tritonserver` and `make triton-env`: CI
+One tritonserver for the module (the tiny sampling bundle: `<bundle>`, `<bundle>_step`,
+`<bundle>_sample` and `<bundle>_sample_step`), driven through tritonclient HTTP and gRPC: answers
+equal onnxruntime's on the bundle, step sequences interleaved and an ID reused, a sampled
+sequence equal to sample.onnx, batching seen in Triton's statistics, bad requests answered 4xx,
+a clean stop. Needs `.ci/get-tritonserver` and `make triton-env`: CI
 (ROWGEN_REQUIRE_TRITONSERVER=1) fails without them, a developer's run skips. The slow test
 serves every tiny bundle (window mode, two layers) and lets a sequence idle out.
 """
@@ -38,12 +39,14 @@ from export.triton.server import DEFAULT_ENV, Install, Running, start  # noqa: E
 from rowgen import contract  # noqa: E402
 from rowgen.bundle import open_bundle  # noqa: E402
 from rowgen.config import ModelConfig  # noqa: E402
+from rowgen.sampling import draw_noise  # noqa: E402
 from rowgen.stepping import zero_state  # noqa: E402
 from serve.runtime import OrtModel  # noqa: E402
 from tests.conftest import TINY_CONFIGS, TINY_SAMPLER  # noqa: E402
 
 STEP = TINY_SAMPLER + contract.STEP_MODEL_SUFFIX
 SAMPLE = TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX
+SAMPLE_STEP = TINY_SAMPLER + contract.SAMPLE_STEP_MODEL_SUFFIX
 IMAGE, KNOWN_ROWS = (s.name for s in contract.complete_inputs())
 COMPLETED = contract.complete_outputs()[0].name
 
@@ -122,8 +125,19 @@ def test_http_and_grpc_answer_like_onnxruntime(server: Running, model: OrtModel)
     assert diff <= 1e-6, f"{SAMPLE}: completed differs by {diff:.3g}"
 
 
-def drive(server: Running, module, config, step: str, sequence, image, known_rows, barrier=None):
-    """One image completed through a step model, row by row: its known rows, then predictions."""
+def drive(
+    server: Running,
+    module,
+    config,
+    step: str,
+    sequence,
+    image,
+    known_rows,
+    barrier=None,
+    extra=None,
+):
+    """One image completed through a step model, row by row: its known rows, then predictions;
+    `extra(t)`: the other tensors of the request that sends row t (a sample step's noise)."""
     row_in = contract.step_inputs(config)[0].name
     row_out = contract.step_outputs(config)[0].name
     conn = client(module, server)
@@ -133,7 +147,7 @@ def drive(server: Running, module, config, step: str, sequence, image, known_row
             barrier.wait()  # every sequence sends row t before any sends row t + 1
         answer = conn.infer(
             step,
-            tensors(module, {row_in: rows[-1]}),
+            tensors(module, {row_in: rows[-1], **(extra(t) if extra else {})}),
             sequence_id=sequence,
             sequence_start=t == 0,
             sequence_end=t == contract.IMAGE_SIZE - 2,
@@ -161,6 +175,27 @@ def test_step_sequences_interleaved_and_reused_equal_complete(
     for i, completed in enumerate(got):
         diff = float(np.abs(completed - expected[i]).max())
         assert diff <= contract.STEP_TOLERANCE, f"sequence {i}: completion differs by {diff:.3g}"
+
+
+def test_a_sample_step_sequence_equals_sample_onnx(server: Running, model: OrtModel) -> None:
+    """`<bundle>_sample_step` through the python backend: row, noise_row and temperature per
+    request, h and c kept by the model per sequence; equal to one sample.onnx call."""
+    image, known_rows = images(2, seed=6)
+    noise = draw_noise(9, 2, model.config.noise_dim)
+    temperature = np.array([1.0, 0.5], np.float32)
+    expected = model.sample(image, known_rows, noise, temperature)
+    *_, noise_in, temperature_in = (s.name for s in contract.sample_step_inputs(model.config))
+    for i, module in enumerate((httpclient, grpcclient)):
+
+        def extra(t: int, i: int = i) -> dict[str, np.ndarray]:
+            return {noise_in: noise[i, t][None], temperature_in: temperature[i : i + 1]}
+
+        got = drive(
+            server, module, model.config, SAMPLE_STEP, 30 + i, image[i], known_rows[i], extra=extra
+        )
+        diff = float(np.abs(got - expected[i]).max())
+        print(f"{SAMPLE_STEP} through Triton ({module.__name__}) vs sample.onnx: {diff:.2e}")
+        assert diff <= contract.COMPLETE_TOLERANCE, f"{module.__name__}: differs by {diff:.3g}"
 
 
 def _counts(server: Running, name: str) -> tuple[int, int, int]:
@@ -209,6 +244,18 @@ def _body(known_rows: list, pixel: float = 0.5, shape: list | None = None) -> di
     }
 
 
+def _sample_step_body(noise: float = 0.0, temperature: float = 1.0) -> dict:
+    """The first request of a `<bundle>_sample_step` sequence, as JSON."""
+    config = ModelConfig("lstm", "stream", 8, 1, "cvae", 4)  # the tiny sampler's
+    row, *_, noise_row, temp = contract.sample_step_inputs(config)
+    values = {row: [0.5] * 28, noise_row: [noise] * 4, temp: [temperature]}
+    inputs = [
+        {"name": s.name, "datatype": "FP32", "shape": [1, len(v)], "data": v}
+        for s, v in values.items()
+    ]
+    return {"inputs": inputs, "parameters": {"sequence_id": 78, "sequence_start": True}}
+
+
 def test_bad_requests_get_4xx_and_spare_their_batch(server: Running) -> None:
     row = contract.step_inputs(ModelConfig())[0].name
     step = {"inputs": [{"name": row, "datatype": "FP32", "shape": [1, 28], "data": [0.0] * 28}]}
@@ -219,6 +266,8 @@ def test_bad_requests_get_4xx_and_spare_their_batch(server: Running) -> None:
         "not found": ("nope", _body([14])),
         "correlation ID": (STEP, step),
         "START": (STEP, {**step, "parameters": {"sequence_id": 77}}),
+        "'noise_row'": (SAMPLE_STEP, _sample_step_body(noise=11.0)),
+        "'temperature'": (SAMPLE_STEP, _sample_step_body(temperature=2.5)),
     }
     for needle, (name, body) in cases.items():
         code, answer = post(server, name, body)
@@ -249,7 +298,7 @@ def test_the_server_stops_cleanly(server: Running) -> None:
     repository = str(server.repository)
     assert server.stop() == 0
     log = server.log.read_text()
-    for name in (TINY_SAMPLER, STEP, SAMPLE):
+    for name in (TINY_SAMPLER, STEP, SAMPLE, SAMPLE_STEP):
         assert f"successfully unloaded '{name}'" in log, log[-2000:]
     stubs = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):

@@ -1,14 +1,18 @@
 """The in-browser page (web/, served by serve.web) in Debian's chromium through Playwright.
 
 onnxruntime-web's completion must equal Python onnxruntime's within the step tolerance for
-fixed test images, on tiny bundles of every cell and mode and on the shipped LSTM; drawing and
-bad files are checked too, and any request leaving 127.0.0.1 is blocked and fails the test.
+fixed test images, on tiny bundles of every cell and mode and on the shipped LSTM; a sample
+streamed by sample_step.onnx must equal Python's sample.onnx on the same seed's noise, and the
+page's noise generator (web/sampling.js) Python's draw_noise bit for bit; drawing, bad files and
+the sample mode of a mean-only bundle are checked too, and any request leaving 127.0.0.1 is
+blocked and fails the test.
 Skipped without chromium (unless ROWGEN_REQUIRE_BROWSER=1) or without `npm ci` in web/
 (unless ROWGEN_REQUIRE_NODE=1), as in CI.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import urllib.error
@@ -22,6 +26,7 @@ import pytest
 
 from rowgen import contract
 from rowgen.bundle import BundleError
+from rowgen.sampling import draw_noise
 from serve.app.gallery import load_gallery
 from serve.web import WEB, SetupError, make_server
 from tests import npm
@@ -82,11 +87,20 @@ def page(url: str):
         yield page
 
 
-def run(page, bundle: str, known_rows: int) -> dict:
+def run(
+    page, bundle: str, known_rows: int, seed: str | None = None, temperature: str = "1"
+) -> dict:
+    """One click of Complete: the mean, or with a `seed` the sample of that seed."""
     page.select_option("#bundle", bundle)
     page.locator("#known").evaluate(
         "(el, k) => { el.value = k; el.dispatchEvent(new Event('input')); }", known_rows
     )
+    if seed is None:
+        page.check("#mode-mean")
+    else:
+        page.check("#mode-sample")
+        page.fill("#seed", seed)
+        page.fill("#temperature", temperature)
     page.locator("#run").click()
     page.wait_for_function(FINISHED)
     return page.evaluate("window.rowgen")
@@ -182,6 +196,86 @@ def test_an_upload_is_fitted_and_completed(page, artifacts: Path, tmp_path: Path
     check_against_python(result, artifacts / "gru")
 
 
+@pytest.mark.parametrize(
+    ("item", "known_rows", "seed", "temperature"),
+    [(4, 14, 5, 1.0), (18, 7, 2**63 - 1, 0.5), (11, 21, 0, 2.0)],
+)
+def test_a_sampled_completion_equals_python_sample_onnx(
+    page, artifacts: Path, item: int, known_rows: int, seed: int, temperature: float
+) -> None:
+    page.get_by_role("tab", name="Test images").click()
+    page.locator("#gallery button").nth(item).click()
+    result = run(page, SHIPPED, known_rows, str(seed), str(temperature))
+    assert result["status"] == "done", result.get("error")
+    assert (result["mode"], result["seed"], result["temperature"]) == (
+        "sample",
+        str(seed),
+        temperature,
+    )
+    n, k = contract.IMAGE_SIZE, known_rows
+    image = np.array(result["input"], np.float32).reshape(n, n)
+    want = npm.python_sample(artifacts / SHIPPED, image, k, seed, temperature)
+    got = np.array(result["result"], np.float32).reshape(n, n)
+    assert np.array_equal(got[:k], image[:k]), "sample_step.onnx: known rows were not copied"
+    gap = float(np.abs(got - want).max())
+    print(f"browser sample_step.onnx vs Python sample.onnx (seed {seed}): {gap:.2e}")
+    assert gap <= contract.STEP_TOLERANCE, f"browser sample vs Python sample.onnx: {gap:.2e}"
+    mean = np.array(result["mean"], np.float32).reshape(n, n)
+    assert np.abs(mean - npm.python_reference(artifacts / SHIPPED, image, k)[1]).max() <= 1e-5
+    assert np.abs(got - mean).max() > 0.05, "the sample is the mean"
+    assert page.locator("#output-tag").inner_text().lower() == "a sample"
+    assert f"seed {seed} at temperature" in page.locator("#output-caption").inner_text()
+    assert page.locator("#mean-figure").is_visible()
+    stats = page.locator("#stats").inner_text()
+    assert "sample_step.onnx, 27 calls" in stats and "step.onnx   27 calls" in stats
+
+
+def test_the_pages_noise_is_pythons(page) -> None:
+    """web/sampling.js in the page against rowgen.sampling.draw_noise: every float32 equal."""
+    for seed in (0, 5, 2**32 + 7, 2**63 - 1, 2**64 - 1):
+        values = page.evaluate(
+            "async (seed) => Array.from((await import('/sampling.js')).drawNoise(seed, 8, 27, 28))",
+            str(seed),
+        )
+        got = np.array(values, np.float32)  # float32 -> JS number -> float32 is exact
+        want = draw_noise(seed, 8, 28).ravel()
+        assert got.view(np.uint32).tolist() == want.view(np.uint32).tolist(), f"seed {seed}"
+    one = page.evaluate(
+        "async () => Array.from((await import('/sampling.js')).sampleNoise('9', 3, 27, 28))"
+    )
+    assert np.array_equal(np.array(one, np.float32), draw_noise(9, 4, 28)[3].ravel())
+
+
+def test_sample_mode_is_off_for_a_mean_only_bundle(page) -> None:
+    page.select_option("#bundle", SHIPPED)
+    page.check("#mode-sample")
+    assert page.locator("#seed").is_enabled() and page.locator("#temperature").is_enabled()
+    page.select_option("#bundle", "gru")
+    assert page.locator("#mode-sample").is_disabled(), "gru cannot sample"
+    assert page.locator("#mode-mean").is_checked()
+    assert page.locator("#seed").is_disabled() and page.locator("#temperature").is_disabled()
+    note = page.locator("#mode-note")
+    assert note.is_visible() and "gru gives only the mean" in note.inner_text()
+    page.select_option("#bundle", SHIPPED)
+    assert page.locator("#mode-sample").is_enabled()
+
+
+@pytest.mark.parametrize(
+    ("seed", "temperature", "message"),
+    [
+        ("-1", "1", "seed must be a whole number from 0 to 9223372036854775807"),
+        ("9223372036854775808", "1", "seed must be a whole number"),
+        ("five", "1", "seed must be a whole number"),
+        ("5", "2.5", "temperature must be a number from 0 to 2"),
+    ],
+)
+def test_bad_sampling_options_get_a_message(page, seed: str, temperature: str, message) -> None:
+    page.get_by_role("tab", name="Test images").click()
+    page.locator("#gallery button").nth(0).click()
+    result = run(page, SHIPPED, 14, seed, temperature)
+    assert result["status"] == "error" and message in result["error"], result["error"]
+
+
 def test_screenshot(page, tmp_path: Path) -> None:
     page.get_by_role("tab", name="Test images").click()
     page.locator("#gallery button").nth(19).click()
@@ -205,6 +299,8 @@ def test_nothing_was_fetched_from_outside(page) -> None:
         "/bundles/lstm/weights.safetensors",
         "/bundles/lstm/../../pyproject.toml",
         "/bundles/nope/step.onnx",
+        "/bundles/lstm/sample_step.onnx",  # a mean-only bundle has none
+        f"/bundles/{SHIPPED}/sample.onnx",  # the page streams samples with sample_step.onnx
         "/ort/../package.json",
         "/node_modules/onnxruntime-web/package.json",
         "/package.json",
@@ -215,6 +311,13 @@ def test_server_hands_out_nothing_else(url: str, path: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(url.rstrip("/") + path)
     assert caught.value.code == 404
+
+
+def test_the_index_says_which_bundles_sample(url: str) -> None:
+    with urllib.request.urlopen(url + "bundles.json") as response:
+        index = json.load(response)
+    assert index["bundles"] == sorted(["lstm", "gru", "rnn", "lstm-window", SHIPPED])
+    assert index["sampling"] == [SHIPPED]
 
 
 def test_server_types_and_policy(url: str) -> None:
