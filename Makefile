@@ -37,8 +37,11 @@ WEB_PORT ?= 8000
 STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
-# Tests run on every core (pytest-xdist); tests/conftest.py groups those that share a server.
-PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
+# Tests run in parallel (pytest-xdist), one worker more than there are cores: many tests spend
+# seconds waiting for a server, and the extra worker fills that time. tests/conftest.py groups
+# the tests that share a server.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+PARALLEL ?= -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 TRITON_OUT ?= $(ARTIFACTS)/triton
 TRITON_PYTHON_OUT ?= $(TRITON_OUT)-python
 TRITON_ENV ?= build/triton-env
