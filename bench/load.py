@@ -46,17 +46,22 @@ TUNING = (  # (label, serve.api flags): kserve's defaults first, then each chang
 )
 
 
-def seconds_arg(text: str) -> float:
-    """A run length: whole seconds from 1, as wrk counts them (`-d1s`)."""
+def seconds_arg(text: str, least: int = 1) -> float:
+    """A run length: whole seconds from `least`, as wrk counts them (`-d1s`)."""
     try:
         value = float(text)
     except ValueError:
-        value = 0.0
-    if value < 1 or not value.is_integer():
+        value = -1.0
+    if value < least or not value.is_integer():
         raise argparse.ArgumentTypeError(
-            f"a whole number of seconds from 1 (wrk's unit), got {text!r}"
+            f"a whole number of seconds from {least} (wrk's unit), got {text!r}"
         )
     return value
+
+
+def warmup_arg(text: str) -> float:
+    """A warm-up length: whole seconds, 0 for none."""
+    return seconds_arg(text, least=0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,7 +76,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--headline-seconds", type=seconds_arg, default=60.0, help="v2 JSON, 8 clients"
     )
     parser.add_argument(
-        "--warmup-seconds", type=seconds_arg, default=3.0, help="unrecorded run before each path"
+        "--warmup-seconds",
+        type=warmup_arg,
+        default=3.0,
+        help="unrecorded run before each path (0: none)",
     )
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=PATHS)
     parser.add_argument("--clients", nargs="+", type=int, default=[8, 64])
@@ -143,7 +151,8 @@ def run_server(kind: str, paths: list[str], args, tmp: Path, cells: list, server
     try:
         servers[kind] = {"rss_mib_before": rss_mib(server)}
         for path in paths:
-            measure(path, server, args, 2, 1, args.warmup_seconds, tmp)  # not recorded
+            if args.warmup_seconds:
+                measure(path, server, args, 2, 1, args.warmup_seconds, tmp)  # not recorded
             for n_clients in args.clients:
                 for images in [1] if path == "gradio" else args.images:
                     headline = (path, n_clients, images) == report.HEADLINE

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(
 def test_load_script_writes_its_figures(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     argv = ["--artifacts", str(tiny_bundles), "--model", "gru", "--out", str(tmp_path)]
     argv += ["--paths", "gradio", "rest-json", "rest-binary", "grpc", "--clients", "2"]
-    argv += ["--images", "3", "--seconds", "1", "--warmup-seconds", "1", "--no-tuning"]
+    argv += ["--images", "3", "--seconds", "1", "--warmup-seconds", "0", "--no-tuning"]
     assert main(argv) == 0
     result = json.loads((tmp_path / "load.json").read_text())
     cells = {(c["path"], c["images_per_request"]): c for c in result["cells"]}
@@ -52,7 +52,7 @@ def test_run_lengths_are_whole_seconds(flag: str, tmp_path: Path, capsys) -> Non
     with pytest.raises(SystemExit) as exit_info:
         main(["--out", str(tmp_path), flag, "0.5"])
     assert exit_info.value.code == 2
-    assert "a whole number of seconds from 1" in capsys.readouterr().err
+    assert "a whole number of seconds from" in capsys.readouterr().err
 
 
 def test_load_script_without_the_bundle(tmp_path: Path, capsys) -> None:
