@@ -128,13 +128,14 @@ def _counting(test):
 
 
 # Parallel runs (`make test` runs pytest-xdist, `--dist loadgroup --no-loadscope-reorder`): the
-# tests that share tests/api's package-scoped servers form one group, so one worker starts them
-# once; every other file is a group of its own, so its module fixtures are built once. Groups
-# go out in collection order, and these files, the longest, are collected first so that no
-# long one starts last and leaves the other worker idle.
-SHARED_SERVER_FIXTURES = {"servers", "server", "sampler_server"}  # tests/api/conftest.py
+# tests that use tests/api's package-scoped pair of servers form one group, so one worker starts
+# them once; every other file is a group of its own, so its module fixtures are built once.
+# Groups go out in collection order, and these, the longest, are collected first so that no
+# long one starts last and leaves the other workers idle.
+SHARED_SERVERS_FIXTURE = "servers"  # tests/api/conftest.py
 LONGEST_FIRST = (
-    "api-servers",  # with the one-node Ray test
+    "api-servers",
+    "api/test_ray.py",
     "bench/test_load.py",
     "bench/test_soak.py",
     "core/test_disk.py",
@@ -143,7 +144,7 @@ LONGEST_FIRST = (
 
 
 def _xdist_group(item: pytest.Item) -> str:
-    if SHARED_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+    if SHARED_SERVERS_FIXTURE in getattr(item, "fixturenames", ()):
         return "api-servers"
     return item.path.relative_to(REPO / "tests").as_posix()
 

@@ -23,7 +23,7 @@ pytest.importorskip("ray", reason="the Ray Serve path needs the ray extra: pip i
 httpclient = pytest.importorskip("tritonclient.http")
 
 from bench.load_clients import v2_inputs  # noqa: E402
-from bench.servers import Running, free_port, start  # noqa: E402
+from bench.servers import free_port, start  # noqa: E402
 from rowgen import contract  # noqa: E402
 from serve.ray_app import config as ray_config  # noqa: E402
 from serve.ray_app.app import AppArgsError, server_argv  # noqa: E402
@@ -124,11 +124,16 @@ def lstm_only(tiny_bundles: Path, tmp_path_factory) -> Path:
     return artifacts
 
 
-def test_one_node_answers_like_make_api(lstm_only: Path, server: Running, tmp_path: Path) -> None:
-    """deploy/ray/serve.yaml on a one-node cluster (one replica), beside `make api` (the shared
-    server of tests/api, which serves the same tiny lstm bundle): the same answers, the same
-    refusals, word for word."""
-    ray = start("ray", lstm_only, "cpu", tmp_path, ["--replicas", "1"], timeout=300, env=QUICK_STOP)
+def test_one_node_answers_like_make_api(lstm_only: Path, tmp_path: Path) -> None:
+    """deploy/ray/serve.yaml on a one-node cluster (one replica), beside `make api`: the same
+    answers, the same refusals, word for word. (It starts its own `make api` rather than use the
+    package's shared one, so that parallel runs can put it beside the tests that do.)"""
+    server = start("v2", lstm_only, "cpu", tmp_path, [], timeout=120)
+    try:
+        ray = start("ray", lstm_only, "cpu", tmp_path, ["--replicas", "1"], 300, env=QUICK_STOP)
+    except BaseException:
+        server.stop()
+        raise
     try:
         image, known_rows = images(3, seed=1)
         expected = OrtModel(lstm_only / "lstm", "cpu").complete(image, known_rows)
@@ -150,6 +155,7 @@ def test_one_node_answers_like_make_api(lstm_only: Path, server: Running, tmp_pa
         meta = httpclient.InferenceServerClient(ray.url).get_model_metadata("lstm_step")
         assert [t["name"] for t in meta["inputs"]] == ["row", "h", "c"]
     finally:
+        server.stop()
         ray.stop()
     assert ray.process.returncode == 0, ray.log.read_text()[-3000:]
 

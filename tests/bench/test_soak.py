@@ -10,6 +10,9 @@ import pytest
 from bench import soak
 
 
+# slow: a Gradio server and its client cost ~12 s of CPU the fast suite lacks; tests/core/test_disk
+# covers what the app leaves behind after SIGTERM, this covers the soak harness (make test-all).
+@pytest.mark.slow
 def test_soak_smoke(tiny_bundles: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "soak.json"
     argv = ["--minutes", str(2 / 60), "--clients", "2", "--artifacts", str(tiny_bundles),
