@@ -37,10 +37,10 @@ WEB_PORT ?= 8000
 STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
-# Tests run in parallel (pytest-xdist), one worker more than there are cores: many tests spend
-# seconds waiting for a server, and the extra worker fills that time. tests/conftest.py groups
-# the tests that share a server.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Tests run in parallel (pytest-xdist), one worker a core (a third worker on 2 cores was slower:
+# each worker collects, so imports, every test module first). tests/conftest.py groups the tests
+# that share a server. TEST_WORKERS=0 runs them in one process, one at a time.
+TEST_WORKERS ?= $(shell nproc)
 PARALLEL ?= -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 TRITON_OUT ?= $(ARTIFACTS)/triton
 TRITON_PYTHON_OUT ?= $(TRITON_OUT)-python
