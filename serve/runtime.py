@@ -143,6 +143,12 @@ class OrtModel:
                 self._sessions[program] = make_session(data, self.device)
             return self._sessions[program]
 
+    def prepare(self, program: str) -> None:
+        """Open `program`'s session now rather than at its first call (`step.onnx` is open
+        from the start); ValueError for a sampling program of a bundle that cannot sample."""
+        if program != contract.STEP_ONNX:
+            self._session(program)
+
     @property
     def complete_session(self) -> ort.InferenceSession:
         return self._session(contract.COMPLETE_ONNX)

@@ -15,6 +15,7 @@ over REST, INVALID_ARGUMENT over gRPC) naming the tensor and the fix. A full que
 from __future__ import annotations
 
 import asyncio
+from typing import ClassVar
 
 import numpy as np
 from prometheus_client import Histogram
@@ -73,19 +74,22 @@ def respond(request: InferRequest, model: str, specs: list[TensorSpec], arrays, 
 
 
 class ContractModel(kserve.Model):
-    """A v2 model whose metadata is one of the contract's programs, taking at most
-    `batching.max_queue` images a request."""
+    """A v2 model that runs one of the contract's programs (`program`) on a bundle, with that
+    program's inputs and outputs as its metadata, taking at most `batching.max_queue` images a
+    request. Loading opens the program's session, so the first request does not wait for it."""
 
-    def __init__(
-        self,
-        name: str,
-        inputs: list[TensorSpec],
-        outputs: list[TensorSpec],
-        batching: BatchSettings,
-    ) -> None:
+    program: ClassVar[str]
+
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
         super().__init__(name)
-        self.inputs, self.outputs = inputs, outputs
+        self.inputs, self.outputs = contract.program_specs(self.program, model.config)
         self.max_images = batching.max_queue
+        self.model = model
+
+    def load(self) -> bool:
+        self.model.prepare(self.program)
+        self.ready = True
+        return self.ready
 
     def read(self, request: InferRequest) -> list[np.ndarray]:
         """The request's inputs, checked (serve.api.inputs), in the contract's order."""
@@ -101,16 +105,11 @@ class ContractModel(kserve.Model):
 class CompleteModel(ContractModel):
     """`<bundle>`: image FP32 [-1, 28, 28] + known_rows INT64 [-1] -> completed, batched."""
 
-    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
-        specs = contract.complete_inputs(), contract.complete_outputs()
-        super().__init__(name, *specs, batching)
-        self.model = model
-        self.batcher = MicroBatcher(model.complete, batching)
+    program = contract.COMPLETE_ONNX
 
-    def load(self) -> bool:
-        _ = self.model.complete_session  # open complete.onnx now, not at the first request
-        self.ready = True
-        return self.ready
+    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
+        super().__init__(name, model, batching)
+        self.batcher = MicroBatcher(model.complete, batching)
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         image, known_rows = self.read(payload)
@@ -127,14 +126,7 @@ class CompleteModel(ContractModel):
 class StepModel(ContractModel):
     """`<bundle>_step`: one `step.onnx` call; the state comes in and goes back out."""
 
-    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
-        specs = contract.step_inputs(model.config), contract.step_outputs(model.config)
-        super().__init__(name, *specs, batching)
-        self.model = model
-
-    def load(self) -> bool:
-        self.ready = True
-        return self.ready
+    program = contract.STEP_ONNX
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         row, *state = self.read(payload)
@@ -146,15 +138,7 @@ class StepModel(ContractModel):
 class SampleModel(ContractModel):
     """`<bundle>_sample`: one `sample.onnx` call; the noise comes in the request."""
 
-    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
-        specs = contract.sample_inputs(model.config.noise_dim), contract.sample_outputs()
-        super().__init__(name, *specs, batching)
-        self.model = model
-
-    def load(self) -> bool:
-        _ = self.model.sample_session  # open sample.onnx now, not at the first request
-        self.ready = True
-        return self.ready
+    program = contract.SAMPLE_ONNX
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         image, known_rows, noise, temperature = self.read(payload)
@@ -171,15 +155,7 @@ class SampleStepModel(ContractModel):
     """`<bundle>_sample_step`: one `sample_step.onnx` call, a sampled row; the state and this
     row's noise come in, the state goes back out, as `<bundle>_step` does for the mean."""
 
-    def __init__(self, name: str, model: OrtModel, batching: BatchSettings) -> None:
-        specs = contract.program_specs(contract.SAMPLE_STEP_ONNX, model.config)
-        super().__init__(name, *specs, batching)
-        self.model = model
-
-    def load(self) -> bool:
-        _ = self.model.sample_step_session  # open sample_step.onnx now, not at the first request
-        self.ready = True
-        return self.ready
+    program = contract.SAMPLE_STEP_ONNX
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
         row, *state, noise_row, temperature = self.read(payload)
@@ -193,10 +169,7 @@ class SampleStepModel(ContractModel):
 
 # The v2 model class that serves each program of the contract.
 MODEL_CLASSES = {
-    contract.COMPLETE_ONNX: CompleteModel,
-    contract.STEP_ONNX: StepModel,
-    contract.SAMPLE_ONNX: SampleModel,
-    contract.SAMPLE_STEP_ONNX: SampleStepModel,
+    cls.program: cls for cls in (CompleteModel, StepModel, SampleModel, SampleStepModel)
 }
 
 
