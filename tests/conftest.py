@@ -133,13 +133,19 @@ def _counting(test):
 # Groups go out in collection order, and these, the longest, are collected first so that no
 # long one starts last and leaves the other workers idle.
 SHARED_SERVERS_FIXTURE = "servers"  # tests/api/conftest.py
-LONGEST_FIRST = (
+LONGEST_FIRST = (  # longest first, from `--junitxml` times of a parallel run on 2 cores
     "api-servers",
+    "app/test_browser.py",
+    "web/test_web.py",
     "api/test_ray.py",
-    "bench/test_load.py",
-    "bench/test_soak.py",
-    "core/test_disk.py",
+    "export/test_triton_server.py",
     "bench/test_bench.py",
+    "bench/test_load.py",
+    "api/test_api_sample.py",
+    "core/test_disk.py",
+    "web/test_node.py",
+    "training/test_train.py",
+    "app/test_runtime.py",
 )
 
 
