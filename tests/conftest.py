@@ -13,6 +13,7 @@ import collections
 import fcntl
 import functools
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,13 +74,16 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
     base = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent  # the run's folder, above every worker's own
-    root, done = base / name, base / f"{name}.done"
+    root, partial = base / name, base / f"{name}.partial"
     with open(base / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            root.mkdir()
-            build(root)
-            done.touch()
+        if not root.exists():
+            # built aside and renamed when whole: a build that failed leaves no half folder
+            # for the next worker to take as done; that worker tries again and shows the error
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            build(partial)
+            partial.rename(root)
     return root
 
 

@@ -128,34 +128,32 @@ def test_one_node_answers_like_make_api(lstm_only: Path, tmp_path: Path) -> None
     """deploy/ray/serve.yaml on a one-node cluster (one replica), beside `make api`: the same
     answers, the same refusals, word for word. (It starts its own `make api` rather than use the
     package's shared one, so that parallel runs can put it beside the tests that do.)"""
-    server = start("v2", lstm_only, "cpu", tmp_path, [], timeout=120)
+    ray = start("ray", lstm_only, "cpu", tmp_path, ["--replicas", "1"], 300, env=QUICK_STOP)
     try:
-        ray = start("ray", lstm_only, "cpu", tmp_path, ["--replicas", "1"], 300, env=QUICK_STOP)
-    except BaseException:
-        server.stop()
-        raise
-    try:
-        image, known_rows = images(3, seed=1)
-        expected = OrtModel(lstm_only / "lstm", "cpu").complete(image, known_rows)
-        for binary in (False, True):
-            client = httpclient.InferenceServerClient(ray.url)
-            inputs = v2_inputs(httpclient, image, known_rows, binary)
-            got = client.infer("lstm", inputs).as_numpy("completed")
-            np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"binary={binary}")
-        bad = [
-            body(image[:1], [99]),  # known_rows out of range
-            body(image[:1] * 3, [14]),  # pixels out of [0, 1]
-            {"inputs": [body(image[:1], [14])["inputs"][0]]},  # known_rows missing
-            {"inputs": "nope"},
-        ]
-        for request in bad:
-            code, answer, headers = post(ray.url, request)
-            assert (code, answer) == post(server.url, request)[:2], answer
-            assert 400 <= code < 500 and ray_config.NODE_HEADER in headers
-        meta = httpclient.InferenceServerClient(ray.url).get_model_metadata("lstm_step")
-        assert [t["name"] for t in meta["inputs"]] == ["row", "h", "c"]
+        api = start("v2", lstm_only, "cpu", tmp_path, [], timeout=120)
+        try:
+            image, known_rows = images(3, seed=1)
+            expected = OrtModel(lstm_only / "lstm", "cpu").complete(image, known_rows)
+            for binary in (False, True):
+                client = httpclient.InferenceServerClient(ray.url)
+                inputs = v2_inputs(httpclient, image, known_rows, binary)
+                got = client.infer("lstm", inputs).as_numpy("completed")
+                np.testing.assert_allclose(got, expected, atol=1e-6, err_msg=f"binary={binary}")
+            bad = [
+                body(image[:1], [99]),  # known_rows out of range
+                body(image[:1] * 3, [14]),  # pixels out of [0, 1]
+                {"inputs": [body(image[:1], [14])["inputs"][0]]},  # known_rows missing
+                {"inputs": "nope"},
+            ]
+            for request in bad:
+                code, answer, headers = post(ray.url, request)
+                assert (code, answer) == post(api.url, request)[:2], answer
+                assert 400 <= code < 500 and ray_config.NODE_HEADER in headers
+            meta = httpclient.InferenceServerClient(ray.url).get_model_metadata("lstm_step")
+            assert [t["name"] for t in meta["inputs"]] == ["row", "h", "c"]
+        finally:
+            api.stop()
     finally:
-        server.stop()
         ray.stop()
     assert ray.process.returncode == 0, ray.log.read_text()[-3000:]
 
