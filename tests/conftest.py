@@ -20,6 +20,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests import scheduling
+from tests.scheduling import pytest_xdist_make_scheduler  # noqa: F401 (a hook: xdist's units)
+
 # gradio must never phone home, in any test.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -131,46 +134,13 @@ def _counting(test):
     return run
 
 
-# Parallel runs (`make test` runs pytest-xdist, `--dist loadgroup --no-loadscope-reorder`): the
-# tests that use tests/api's package-scoped pair of servers form one group, so one worker starts
-# them once; every other file is a group of its own, so its module fixtures are built once.
-# Groups go out in collection order, and these, the longest, are collected first so that no
-# long one starts last and leaves the other workers idle.
-SHARED_SERVERS_FIXTURE = "servers"  # tests/api/conftest.py
-LONGEST_FIRST = (  # longest first, from `--junitxml` times of a parallel run on 2 cores
-    "api-servers",
-    "app/test_browser.py",
-    "web/test_web.py",
-    "api/test_ray.py",
-    "export/test_triton_server.py",
-    "bench/test_bench.py",
-    "bench/test_load.py",
-    "api/test_api_sample.py",
-    "core/test_disk.py",
-    "web/test_node.py",
-    "training/test_train.py",
-    "app/test_runtime.py",
-)
-
-
-def _xdist_group(item: pytest.Item) -> str:
-    if SHARED_SERVERS_FIXTURE in getattr(item, "fixturenames", ()):
-        return "api-servers"
-    return item.path.relative_to(REPO / "tests").as_posix()
-
-
-def _schedule_rank(item: pytest.Item) -> int:
-    group = _xdist_group(item)
-    return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
-
-
 @pytest.hookimpl(tryfirst=True)  # before `-m` selection, so `-m fuzz` sees the marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests of test_fuzz_*.py `fuzz`; count the cases of every hypothesis test; group
-    and order the tests for pytest-xdist (above)."""
-    items.sort(key=_schedule_rank)  # stable: the order within a rank is unchanged
+    """Mark the tests of test_fuzz_*.py `fuzz`; count the cases of every hypothesis test; order
+    the tests for pytest-xdist's workers (tests/scheduling.py)."""
+    scheduling.check_units(items)
+    scheduling.order(items)
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_xdist_group(item)))
         if item.path.name.startswith(FUZZ_FILE_PREFIX):
             item.add_marker(pytest.mark.fuzz)
         handle = getattr(getattr(item, "obj", None), "hypothesis", None)

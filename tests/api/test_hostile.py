@@ -39,16 +39,14 @@ PAIRS = [
 ]
 
 
-def target(case: hostile.Case | hostile.Raw, request: pytest.FixtureRequest):
-    """The server a case runs on, and its bundle: sampling cases need the sampling bundle."""
-    if case.model in (hostile.SAMPLE, hostile.SAMPLE_STEP):
-        return request.getfixturevalue("sampler_server"), TINY_SAMPLER
-    return request.getfixturevalue("server"), BUNDLE
-
-
 @pytest.mark.parametrize(("case", "protocol"), PAIRS)
-def test_hostile_request_is_answered_as_it_must_be(case, protocol: str, request) -> None:
-    server, bundle = target(case, request)
+def test_hostile_request_is_answered_as_it_must_be(
+    case, protocol: str, server: Running, sampler_server: Running
+) -> None:
+    # Sampling cases need the sampling bundle. Both servers are named as fixtures, not looked up
+    # by name, so that these tests join the group that shares them (tests/conftest.py).
+    sampling = case.model in (hostile.SAMPLE, hostile.SAMPLE_STEP)
+    server, bundle = (sampler_server, TINY_SAMPLER) if sampling else (server, BUNDLE)
     valid = valid_request(metadata(server.url, bundle + case.model))
     served = hostile.served_name(bundle, case)
     path, body, headers = hostile.rest_request(case, valid, served)
