@@ -1,6 +1,7 @@
 """Small sweep of sampler heads on the shipped bundle's frozen core, judged three ways.
 
     nice -n 10 python -m evaluation.sweep_sampler [--candidates flow-128-e8 ...] [--test 2000]
+        [--temperature 1.0] [--reuse]
 
 Each candidate head is trained on the frozen core of `--bundle` (its weights.safetensors) with
 training.flow_loop, then sampled in eager PyTorch on the first `--test` test images at known_rows
@@ -10,7 +11,9 @@ trained MLP: evaluation.second_features) to the whole test split's features, cla
 (project CNN), diversity (mean |a - b| between 8 samples of a prompt, first `--prompts`
 prompts) and sharpness (mean |difference| of neighbouring generated pixels over the real
 images'). Lives in evaluation/, not training/, because it judges with evaluation's classifier.
-Writes sweep.json and sweep.md to --out and prints the table.
+`--temperature` samples every model but the 10-NN sampler at that temperature; `--reuse` takes a
+candidate's weights from --out where an earlier run saved them instead of training it again.
+Writes sweep-<time>.json and .md to --out and prints the table.
 """
 
 from __future__ import annotations
@@ -80,8 +83,10 @@ CANDIDATES = {
 }
 
 
-def eager_sampler(model: RowGenerator, batch: int = 1000) -> sample_measures.Sampler:
-    """training.latent.sample at temperature 1 with noise from `seed`, as sample.onnx gets it."""
+def eager_sampler(
+    model: RowGenerator, temperature: float = 1.0, batch: int = 1000
+) -> sample_measures.Sampler:
+    """training.latent.sample at `temperature` with noise from `seed`, as sample.onnx gets it."""
     model = model.eval()
 
     def run(images: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -90,7 +95,8 @@ def eager_sampler(model: RowGenerator, batch: int = 1000) -> sample_measures.Sam
         for f in range(0, len(images), batch):
             x = torch.from_numpy(images[f : f + batch])
             n = len(x)
-            parts.append(sample(model, x, torch.full((n,), k), noise[f : f + batch], torch.ones(n)))
+            t = torch.full((n,), temperature)
+            parts.append(sample(model, x, torch.full((n,), k), noise[f : f + batch], t))
         return torch.cat(parts).numpy()
 
     return run
@@ -139,6 +145,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("build/sweep_sampler"), help="results folder")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument(
+        "--temperature", type=float, default=1.0, help="every model's sampling temperature"
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="load a candidate's weights from --out where an earlier run saved them, not train",
+    )
+    p.add_argument(
         "--baselines",
         type=int,
         choices=[0, 1],
@@ -173,11 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     if args.baselines:
         results["10-NN sampler"] = judge.measure(neighbours.sample, images, labels, args.prompts)
-        results[f"{args.bundle.name} sample ({shipped.config.head})"] = judge.measure(
-            eager_sampler(shipped), images, labels, args.prompts
+        own = f"{args.bundle.name} sample ({shipped.config.head})"
+        if args.temperature != 1:
+            own += f" at temperature {args.temperature:g}"
+        results[own] = judge.measure(
+            eager_sampler(shipped, args.temperature), images, labels, args.prompts
         )
         print(table(results), flush=True)
-    states = frozen_states(shipped, train_images)
+    states = None  # the frozen core's states of the training images, once a candidate trains
     for name in args.candidates:
         c = CANDIDATES[name]
         config = ModelConfig(
@@ -190,18 +207,27 @@ def main(argv: list[str] | None = None) -> int:
             config.hidden, c.width, c.steps, c.integrator, c.predicts, c.weighting, c.around_mean
         )
         load_core(model, args.bundle / contract.WEIGHTS)
-        start = time.perf_counter()
         recipe = c.recipe.with_overrides(epochs=args.epochs)
-        history = train_flow(model, train_images, recipe, 0, name, states)
-        minutes = (time.perf_counter() - start) / 60
-        results[name] = {
-            "train_minutes": minutes,
-            "final_loss": history[-1]["flow_loss"],
+        saved = args.out / f"{name}.pt"
+        if args.reuse and saved.exists():
+            model.load_state_dict(torch.load(saved))
+            trained: dict = {"reused": str(saved)}
+        else:
+            if states is None:
+                states = frozen_states(shipped, train_images)
+            start = time.perf_counter()
+            history = train_flow(model, train_images, recipe, 0, name, states)
+            minutes = (time.perf_counter() - start) / 60
+            trained = {"train_minutes": minutes, "final_loss": history[-1]["flow_loss"]}
+            args.out.mkdir(parents=True, exist_ok=True)
+            torch.save(model.state_dict(), saved)
+        label = name if args.temperature == 1 else f"{name} at temperature {args.temperature:g}"
+        results[label] = {
+            **trained,
             "recipe": recipe.to_dict(),
-            **judge.measure(eager_sampler(model), images, labels, args.prompts),
+            "temperature": args.temperature,
+            **judge.measure(eager_sampler(model, args.temperature), images, labels, args.prompts),
         }
-        args.out.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), args.out / f"{name}.pt")
         print(table(results), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%H%M%S")
