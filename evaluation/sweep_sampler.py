@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m evaluation.sweep_sampler", description=__doc__.split("\n")[0]
     )
     p.add_argument("--bundle", type=Path, default=Path("artifacts/lstm"), help="core's bundle")
-    p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=["flow-128-e8"])
+    p.add_argument("--candidates", nargs="*", choices=list(CANDIDATES), default=["flow-128-e8"])
     p.add_argument("--test", type=int, default=2000, help="test images sampled")
     p.add_argument("--prompts", type=int, default=500, help="prompts for the diversity")
     p.add_argument("--train-limit", type=int, help="train the heads on the first N images only")
