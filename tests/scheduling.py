@@ -28,9 +28,9 @@ SHARED_SERVER_FILES = (  # the files whose tests use them
     "api/test_hostile.py",
 )
 SHARED_SERVERS_UNIT = "api-servers"
-LONGEST_FIRST = (  # from per-test times of a parallel run on 2 cores, longest first
+LONGEST_FIRST = (  # the long units, roughly longest first (by a parallel run's per-test times)
     SHARED_SERVERS_UNIT,
-    "training/test_train.py",
+    "training/test_train.py",  # second on purpose: it needs no tiny bundles
     "app/test_browser.py",
     "web/test_web.py",
     "api/test_ray.py",

@@ -44,7 +44,7 @@ def test_hostile_request_is_answered_as_it_must_be(
     case, protocol: str, server: Running, sampler_server: Running
 ) -> None:
     # Sampling cases need the sampling bundle. Both servers are named as fixtures, not looked up
-    # by name, so that these tests join the group that shares them (tests/conftest.py).
+    # by name, so that tests/scheduling.py's check sees which tests use them.
     sampling = case.model in (hostile.SAMPLE, hostile.SAMPLE_STEP)
     server, bundle = (sampler_server, TINY_SAMPLER) if sampling else (server, BUNDLE)
     valid = valid_request(metadata(server.url, bundle + case.model))
