@@ -43,6 +43,15 @@ def test_bad_idx_content_is_a_clear_error(tmp_path: Path) -> None:
         data.load_split("fashion-mnist", "train", folder, verify=False)
 
 
+def test_idx_body_shorter_than_its_header_says_is_a_clear_error(tmp_path: Path) -> None:
+    folder = write_tiny_dataset(tmp_path / "d")
+    path = folder / "t10k-labels-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:-3]))
+    short = r"could not be parsed.*29 bytes; its header says \(32,\)"
+    with pytest.raises(data.DataError, match=short):
+        data.load_split("fashion-mnist", "test", folder, verify=False)
+
+
 def test_missing_files_are_listed(tmp_path: Path) -> None:
     with pytest.raises(data.DataError, match=r"lacks train-images-idx3-ubyte\.gz"):
         data.load_split("fashion-mnist", "train", tmp_path, verify=False)
