@@ -43,8 +43,8 @@ STATE_DICT ?= net.pth
 COURSE_NAME ?= course
 PYTEST_ARGS ?=
 # Tests run in parallel (pytest-xdist), one worker a core (a third worker on 2 cores was slower:
-# each worker collects, so imports, every test module first). tests/conftest.py groups the tests
-# that share a server. TEST_WORKERS=0 runs them in one process, one at a time.
+# each worker collects, so imports, every test module first). tests/scheduling.py decides which
+# tests go to one worker together. TEST_WORKERS=0 runs them in one process, one at a time.
 TEST_WORKERS ?= $(shell nproc)
 PARALLEL ?= -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 TRITON_OUT ?= $(ARTIFACTS)/triton

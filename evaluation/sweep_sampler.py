@@ -79,6 +79,7 @@ CANDIDATES = {
     "flow-160-e12-resid-xloss-full": Candidate(
         160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
     ),
+    "flow-160-e12-full-x2": Candidate(160, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
     "flow-192-e12-full-x2": Candidate(192, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
     "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
 }
