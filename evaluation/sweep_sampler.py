@@ -48,9 +48,11 @@ from training.recipe import FLOW, FlowRecipe
 KS = (14, 7)
 
 
-# What the sweep's runs trained for: 6 epochs of 400,000 random pairs (short), or of every pair.
-SHORT = FLOW.with_overrides(pairs_per_epoch=400_000)
-FULL = FLOW
+# What the sweep's runs trained for: 6 epochs of 400,000 random pairs (short), 6 of every pair
+# (full) or 12 (x2, as training.recipe.FLOW now does).
+SHORT = FLOW.with_overrides(epochs=6, pairs_per_epoch=400_000)
+FULL = FLOW.with_overrides(epochs=6)
+TWICE = FLOW.with_overrides(epochs=12)
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,9 @@ CANDIDATES = {
     "flow-160-e12-resid-xloss-full": Candidate(
         160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
     ),
-    "flow-160-e12-full-x2": Candidate(160, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
-    "flow-192-e12-full-x2": Candidate(192, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
-    "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=FULL.with_overrides(epochs=12)),
+    "flow-160-e12-full-x2": Candidate(160, 12, "euler", recipe=TWICE),
+    "flow-192-e12-full-x2": Candidate(192, 12, "euler", recipe=TWICE),
+    "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=TWICE),
 }
 
 
