@@ -49,10 +49,11 @@ KS = (14, 7)
 
 
 # What the sweep's runs trained for: 6 epochs of 400,000 random pairs (short), 6 of every pair
-# (full) or 12 (x2, as training.recipe.FLOW now does).
+# (full), 12 (x2) or 24 (x4).
 SHORT = FLOW.with_overrides(epochs=6, pairs_per_epoch=400_000)
 FULL = FLOW.with_overrides(epochs=6)
 TWICE = FLOW.with_overrides(epochs=12)
+FOUR_TIMES = FLOW.with_overrides(epochs=24)
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ CANDIDATES = {
         160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
     ),
     "flow-160-e12-full-x2": Candidate(160, 12, "euler", recipe=TWICE),
+    "flow-160-e12-full-x4": Candidate(160, 12, "euler", recipe=FOUR_TIMES),
     "flow-192-e12-full-x2": Candidate(192, 12, "euler", recipe=TWICE),
     "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=TWICE),
 }

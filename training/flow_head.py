@@ -34,10 +34,11 @@ every (state, next row) pair; temperature 1):
     160 wide, 12 Euler, x 6               5.87 / 21.3  0.60 / 2.22  1.94 / 13.8  0.106 / 0.130
     ... row loss, around the mean         6.40 / 26.7  0.60 / 1.76  1.65 / 8.15  0.095 / 0.122
     256 wide, x 12                        4.97 / 16.5  0.48 / 1.48  1.67 / 9.40  0.098 / 0.125
-    shipped: 160 wide, 12 Euler, x 12     4.98 / 16.8  0.53 / 1.75  1.72 / 10.3  0.101 / 0.129
+    160 wide, 12 Euler, x 12              4.98 / 16.8  0.53 / 1.75  1.72 / 10.3  0.101 / 0.129
+    shipped: 160 wide, 12 Euler, x 24     4.66 / 14.9  0.47 / 1.33  1.48 / 7.61  0.100 / 0.128
 
-On the whole test split (`make eval`): CNN 4.33 / 16.6 against the 10-NN sampler's 0.44 / 1.39,
-diversity 0.102 / 0.127 against 0.107 / 0.132, sharpness 0.98 / 0.95 of real's; the target
+On the whole test split (`make eval`): CNN 4.04 / 14.7 against the 10-NN sampler's 0.44 / 1.39,
+diversity 0.100 / 0.127 against 0.107 / 0.132, sharpness 0.94 / 0.92 of real's; the target
 (at most 1.5x the sampler's distance) is not reached. Sampling at temperature 1.1 meets the
 diversity target, but only the project's CNN judges it nearer the real images than sampling at
 1, so the head samples at 1; docs/sampling.md has the reading.
