@@ -15,7 +15,6 @@ import hashlib
 import math
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,15 +104,14 @@ def load_split(
 
 
 def _load_gz_folder(dataset: str, split: str, folder: Path, verify: bool) -> Split:
-    """Decompress and check the split's two files into a temporary folder, then parse them."""
-    with tempfile.TemporaryDirectory(prefix="rowgen-data-") as tmp:
-        raw = Path(tmp)
-        for name in FILES[split]:
-            data = _gunzip(folder / name)
-            if verify:
-                _check_sha256(dataset, folder / name, data)
-            (raw / name.removesuffix(".gz")).write_bytes(data)
-        return _parse(split, raw, source=str(folder))
+    """Decompress and check the split's two files, then parse them."""
+    contents = []
+    for name in FILES[split]:
+        data = _gunzip(folder / name)
+        if verify:
+            _check_sha256(dataset, folder / name, data)
+        contents.append(data)
+    return _parse(split, contents, source=str(folder))
 
 
 def _load_torchvision(dataset: str, split: str, cache_dir: Path, verify: bool) -> Split:
@@ -122,11 +120,14 @@ def _load_torchvision(dataset: str, split: str, cache_dir: Path, verify: bool) -
     ds_cls = getattr(torchvision.datasets, DATASETS[dataset])
     ds_cls(str(cache_dir), train=split == "train", download=True)  # md5-checked by torchvision
     raw = cache_dir / DATASETS[dataset] / "raw"
-    if verify:
-        for name in FILES[split]:
-            path = raw / name.removesuffix(".gz")
-            _check_sha256(dataset, path, path.read_bytes())
-    return _parse(split, raw, source=f"torchvision download ({cache_dir})")
+    contents = []
+    for name in FILES[split]:
+        path = raw / name.removesuffix(".gz")
+        data = path.read_bytes()
+        if verify:
+            _check_sha256(dataset, path, data)
+        contents.append(data)
+    return _parse(split, contents, source=f"torchvision download ({cache_dir})")
 
 
 def _gunzip(path: Path) -> bytes:
@@ -150,26 +151,26 @@ def _check_sha256(dataset: str, path: Path, data: bytes) -> None:
         )
 
 
-def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """An IDX file of unsigned bytes with `ndim` dimensions (the MNIST family's format: a 4-byte
-    magic 0x0000 0x08 ndim, ndim big-endian uint32 sizes, then the bytes) as a uint8 array."""
-    data = path.read_bytes()
+def read_idx(data: bytes, name: str, ndim: int) -> np.ndarray:
+    """The contents of an IDX file of unsigned bytes with `ndim` dimensions (the MNIST family's
+    format: a 4-byte magic 0x0000 0x08 ndim, ndim big-endian uint32 sizes, then the bytes) as a
+    uint8 array; `name` is the file's, for the messages."""
     header = 4 + 4 * ndim
     if len(data) < header or data[:4] != bytes((0, 0, IDX_UBYTE, ndim)):
-        raise ValueError(f"{path.name} is not an IDX file of bytes with {ndim} dimensions")
+        raise ValueError(f"{name} is not an IDX file of bytes with {ndim} dimensions")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) - header != math.prod(shape):
-        raise ValueError(f"{path.name} holds {len(data) - header} bytes; its header says {shape}")
+        raise ValueError(f"{name} holds {len(data) - header} bytes; its header says {shape}")
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
-def _parse(split: str, raw: Path, source: str) -> Split:
-    """Parse the split's two decompressed IDX files."""
-    images_file, labels_file = (raw / name.removesuffix(".gz") for name in FILES[split])
+def _parse(split: str, contents: list[bytes], source: str) -> Split:
+    """Parse the split's two decompressed IDX files (images, labels)."""
+    (images_name, labels_name), (images_data, labels_data) = FILES[split], contents
     try:
-        images = torch.from_numpy(read_idx(images_file, 3).copy())
-        labels = torch.from_numpy(read_idx(labels_file, 1).copy())
-    except (ValueError, OSError) as exc:
+        images = torch.from_numpy(read_idx(images_data, images_name.removesuffix(".gz"), 3).copy())
+        labels = torch.from_numpy(read_idx(labels_data, labels_name.removesuffix(".gz"), 1).copy())
+    except ValueError as exc:
         raise DataError(f"the {split} IDX files from {source} could not be parsed ({exc})") from exc
     if images.ndim != 3 or tuple(images.shape[1:]) != (28, 28) or len(labels) != len(images):
         raise DataError(
