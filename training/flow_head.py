@@ -8,10 +8,13 @@ number of Euler (or Heun) steps, unrolled, so the exported programs hold no cont
 
 The network predicts the clean row and v = (prediction - y) / (1 - s), so the last Euler step
 lands on a predicted row, not on a partly denoised one; the loss is the velocity's squared
-error. Two options the sweep measured stay here for it: `weighting="row"` (the prediction's
-error, every time s weighted alike) and `around_mean` (draw y - m(h), m the mean head's row
-from `base`, a frozen copy of fc). Every step is a smooth function of the noise, so runtimes
-that differ by float rounding differ in the row by about as much (no discrete choice to flip).
+error. Three options the sweep measured stay here for it: the row loss (`loss(...,
+weighting="row")`: the prediction's error, every time s weighted alike; the shipped recipe's
+second stage uses it), `around_mean` (draw y - m(h), m the mean head's row from `base`, a frozen
+copy of fc) and `skip` (the prediction is a linear guess from the row above plus the network's
+output, mixed with y by EDM's preconditioning). Every step is a smooth function of the noise,
+so runtimes that differ by float rounding differ in the row by about as much (no discrete
+choice to flip).
 Temperature 0 starts every row at y_0 = 0: a deterministic completion. The state h and the row
 above enter through one projection per row, which all the steps of that row share; each step's
 time s is a constant, so its embedding folds away.
@@ -35,13 +38,19 @@ every (state, next row) pair; temperature 1):
     ... row loss, around the mean         6.40 / 26.7  0.60 / 1.76  1.65 / 8.15  0.095 / 0.122
     256 wide, x 12                        4.97 / 16.5  0.48 / 1.48  1.67 / 9.40  0.098 / 0.125
     160 wide, 12 Euler, x 12              4.98 / 16.8  0.53 / 1.75  1.72 / 10.3  0.101 / 0.129
-    shipped: 160 wide, 12 Euler, x 24     4.66 / 14.9  0.47 / 1.33  1.48 / 7.61  0.100 / 0.128
+    160 wide, 12 Euler, x 24              4.66 / 14.9  0.47 / 1.33  1.48 / 7.61  0.100 / 0.128
+    ... with a skip from the row above    6.53 / 23.0  0.54 / 1.50  1.84 / 8.31  0.100 / 0.127
+    ... rows drawn given real rows above  1.62 / 3.23  0.23 / 0.30  0.92 / 1.23  (nothing fed back)
+    ... then 6 more on real rows          4.91 / 15.6  0.49 / 1.36  1.64 / 8.18  0.100 / 0.127
+    ... then 6 reading own draws          3.68 / 11.8  0.43 / 1.02  1.47 / 6.11  0.115 / 0.140
+    ...   two rounds of draws             3.23 / 10.8  0.42 / 0.91  1.22 / 4.68  0.122 / 0.146
+    ...   four rounds (speckled: 1.16)    3.04 / 11.2  0.47 / 1.01  1.03 / 4.19  0.129 / 0.152
+    ...   two rounds, row loss            2.86 / 10.7  0.38 / 0.91  0.97 / 4.29  0.115 / 0.141
+    ...   the same, 24 epochs             2.09 / 8.48  0.31 / 0.67  0.79 / 3.08  0.113 / 0.140
+    shipped: x 12, then 24 of the same    1.89 / 6.66  0.30 / 0.61  0.80 / 2.59  0.115 / 0.143
 
-On the whole test split (`make eval`): CNN 4.04 / 14.7 against the 10-NN sampler's 0.44 / 1.39,
-diversity 0.100 / 0.127 against 0.107 / 0.132, sharpness 0.94 / 0.92 of real's; the target
-(at most 1.5x the sampler's distance) is not reached. Sampling at temperature 1.1 meets the
-diversity target, but only the project's CNN judges it nearer the real images than sampling at
-1, so the head samples at 1; docs/sampling.md has the reading.
+("Own draws": training.flow_loop.own_draws; the recipes are training.recipe.FLOW and FLOW_OWN.)
+WHOLE_SPLIT_PLACEHOLDER
 """
 
 from __future__ import annotations
@@ -54,7 +63,16 @@ from rowgen.config import FLOW_INTEGRATORS
 
 TIME_FREQUENCIES = 8  # sin/cos features of s: enough for a field that changes smoothly in s
 PREDICTIONS = ("row", "velocity")
+WEIGHTINGS = ("velocity", "row")  # the loss: the field's error, or the predicted row's
 MIN_GAP = 0.05  # 1 - s below this is not divided by: the row prediction's velocity stays finite
+# With a skip: the spread (y units) of a row about the best linear guess from the row above, on
+# the training split (0.31). It sets how the prediction mixes y_s and the network's output.
+RESIDUAL_STD = 0.3
+
+
+def _last(x: torch.Tensor) -> torch.Tensor:
+    """A per-row time (...,) as (..., 1) to scale rows by; a scalar time stays a scalar."""
+    return x[..., None] if x.dim() else x
 
 
 def time_features(s: torch.Tensor) -> torch.Tensor:
@@ -80,16 +98,18 @@ class FlowHead(nn.Module):
         steps: int,
         integrator: str = "euler",
         predicts: str = "row",
-        weighting: str = "velocity",
         around_mean: bool = False,
+        skip: bool = False,
     ) -> None:
         super().__init__()
-        self.predicts, self.weighting = predicts, weighting
+        self.predicts = predicts
         if integrator not in FLOW_INTEGRATORS or steps < 1:
             raise ValueError(
                 f"flow head: integrator in {FLOW_INTEGRATORS} and steps >= 1, got "
                 f"{integrator!r}, {steps}"
             )
+        if skip and predicts != "row":
+            raise ValueError("flow head: a skip needs predicts='row' (it mixes the predicted row)")
         size = contract.IMAGE_SIZE
         self.steps, self.integrator = steps, integrator
         self.cond = nn.Linear(hidden, width)  # once per row
@@ -101,6 +121,15 @@ class FlowHead(nn.Module):
         # With a base, the flow draws the row's difference from the mean head's prediction (a
         # frozen copy of `fc`, set by training.flow_loop), in the same y units.
         self.base = nn.Linear(hidden, size) if around_mean else None
+        # With a skip, the predicted row is guess + c_skip(s) r + c_out(s) F(c_in(s) r, ...), r =
+        # y - s guess, guess a linear map of the row above (starting as that row itself): the
+        # network models only what the row above does not say, and at s near 1 the prediction is
+        # y itself, not a copy of it through two nonlinear layers (EDM's preconditioning).
+        self.guess = nn.Linear(size, size) if skip else None
+        if self.guess is not None:
+            with torch.no_grad():
+                self.guess.weight.copy_(2.0 * torch.eye(size))  # pixels [0, 1] -> y [-1, 1]
+                self.guess.bias.fill_(-1.0)
 
     def centre(self, h: torch.Tensor) -> torch.Tensor | float:
         """Where a row's draws are centred in y: the mean head's row, or 0 without a base."""
@@ -109,38 +138,78 @@ class FlowHead(nn.Module):
         return 2.0 * self.base(h).clamp(0.0, 1.0) - 1.0
 
     def velocity(self, y: torch.Tensor, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """y (..., 28), s broadcastable to y's leading axes, cond = self.cond(h) -> (..., 28)."""
+        """y (..., 28), s broadcastable to y's leading axes, cond = self.condition(h, above)."""
+        if self.guess is not None:
+            return self._skip_velocity(y, s, cond)
         first = self.row_in(y) + cond + self.time_in(time_features(s))
         out = self.out(nn.functional.silu(self.mid(nn.functional.silu(first))))
         if self.predicts == "velocity":
             return out
         # The network predicts the clean row y_1; the velocity that reaches it from y at time s is
         # (y_1 - y) / (1 - s), so the last Euler step lands exactly on a predicted clean row.
-        gap = (1.0 - s).clamp(min=MIN_GAP)
-        return (out - y) / (gap[..., None] if gap.dim() else gap)
+        return (out - y) / _last((1.0 - s).clamp(min=MIN_GAP))
+
+    def _mixing(self, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """c_in, c_skip, c_out at times s, each shaped as s: r = (1 - s) y_0 + s (y_1 - guess)
+        has variance (1 - s)^2 + s^2 sd^2 if y_1 - guess has sd^2; c_skip r is the best linear
+        guess of y_1 - guess from r, and c_out scales the network to that guess's error."""
+        var = (1.0 - s).pow(2) + (s * RESIDUAL_STD).pow(2)
+        c_skip = s * RESIDUAL_STD**2 / var
+        c_out = (1.0 - s) * RESIDUAL_STD / var.sqrt()
+        return var.rsqrt(), c_skip, c_out
+
+    def _split(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cond (..., W + 28) with a skip -> the shared projection (..., W), the guess (..., 28)."""
+        return cond[..., : -contract.IMAGE_SIZE], cond[..., -contract.IMAGE_SIZE :]
+
+    def _skip_velocity(self, y: torch.Tensor, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        cond, guess = self._split(cond)
+        r = y - _last(s) * guess
+        c_in, c_skip, c_out = map(_last, self._mixing(s))
+        first = self.row_in(c_in * r) + cond + self.time_in(time_features(s))
+        out = self.out(nn.functional.silu(self.mid(nn.functional.silu(first))))
+        row = guess + c_skip * r + c_out * out
+        return (row - y) / _last((1.0 - s).clamp(min=MIN_GAP))
 
     def divergence(self, y: torch.Tensor, s: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Exact trace of dv/dy, (...,): tr(W_out D2 W_mid D1 W_y) for the two SiLU layers'
-        derivatives D1, D2, less 28 / (1 - s) where the network predicts the row.
+        derivatives D1, D2, less 28 / (1 - s) where the network predicts the row; with a skip,
+        (28 c_skip + c_out c_in tr(...) - 28) / (1 - s).
 
         The trace is d2' Q d1 with Q = W_mid * (W_y W_out)' elementwise: (W, W), no Jacobian.
         """
+        size = contract.IMAGE_SIZE
+        if self.guess is not None:
+            cond, guess = self._split(cond)
+            c_in, c_skip, c_out = self._mixing(s)
+            y = _last(c_in) * (y - _last(s) * guess)
         first = self.row_in(y) + cond + self.time_in(time_features(s))  # (..., W)
         second = self.mid(nn.functional.silu(first))
         d1, d2 = _silu_slope(first), _silu_slope(second)  # (..., W)
         q = self.mid.weight * (self.row_in.weight @ self.out.weight).T  # (W, W)
         trace = ((d2 @ q) * d1).sum(-1)
+        gap = (1.0 - s).clamp(min=MIN_GAP)
+        if self.guess is not None:  # d row / dy = c_skip I + c_out c_in (the network's Jacobian)
+            return (size * c_skip + c_out * c_in * trace - size) / gap
         if self.predicts == "velocity":
             return trace
-        gap = (1.0 - s).clamp(min=MIN_GAP)
-        return (trace - contract.IMAGE_SIZE) / gap
+        return (trace - size) / gap
 
     def condition(self, h: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
-        """What a row's every step shares: h (..., H) and the row above it (..., 28)."""
-        return self.cond(h) + self.above(above)
+        """What a row's every step shares, from h (..., H) and the row above it (..., 28): their
+        projection (..., W), and with a skip the guess of the row in y units after it."""
+        shared = self.cond(h) + self.above(above)
+        if self.guess is None:
+            return shared
+        return torch.cat([shared, self.guess(above)], dim=-1)
 
     def loss(
-        self, h: torch.Tensor, above: torch.Tensor, rows: torch.Tensor, dequantize: bool = True
+        self,
+        h: torch.Tensor,
+        above: torch.Tensor,
+        rows: torch.Tensor,
+        dequantize: bool = True,
+        weighting: str = "velocity",
     ) -> torch.Tensor:
         """Flow-matching loss per row, (...,): |v(y_s, s, h) - (y_1 - y_0)|² summed over pixels.
 
@@ -148,6 +217,8 @@ class FlowHead(nn.Module):
         [0, 1]; with `dequantize`, uniform noise within each 8-bit grey level, so the field
         models a density over [0, 1]^28.
         """
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"flow loss: weighting in {WEIGHTINGS}, got {weighting!r}")
         x = rows
         if dequantize:
             x = (rows * 255.0 + torch.rand_like(rows)) / 256.0
@@ -157,7 +228,7 @@ class FlowHead(nn.Module):
         ys = (1.0 - s[..., None]) * y0 + s[..., None] * y1
         v = self.velocity(ys, s, self.condition(h, above))
         loss = (v - (y1 - y0)).pow(2).sum(-1)
-        if self.weighting == "row":  # |predicted row - row|², every time s weighted alike
+        if weighting == "row":  # |predicted row - row|², every time s weighted alike
             loss = loss * (1.0 - s).clamp(min=MIN_GAP).pow(2)
         return loss
 

@@ -2,9 +2,13 @@
 
 Run by `python -m training.train --head flow` after the mean stages (or instead of them, with
 `--core-from`). The core and the mean head `fc` get no gradient, so step.onnx / complete.onnx
-are the MSE recipe's own; the flow head learns p(next row | h_t) by conditional flow matching
-(training.flow_head) on every (state, real next row) pair of the training split, the states
-computed once by the frozen core.
+are the MSE recipe's own. The flow head learns p(next row | h_t) by conditional flow matching
+(training.flow_head) in two recipes, one after the other (training.recipe): FLOW on every
+(state, real next row) pair of the training split, the states computed once by the frozen core;
+then FLOW_OWN, where from a random row of each image on the core reads the head's own draws
+instead of the real rows (`own_draws`), and the targets stay the real next rows. A sampled
+completion reads nothing but its own rows, and a head that has only seen real ones lets their
+errors pile up down the image; reading its draws teaches it to land back on a real row.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def flow_epoch(
     total, count, start = 0.0, 0, time.perf_counter()
     for i in bar:
         index = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
-        loss = head.loss(states[index].float(), above[index], rows[index]).mean()
+        h = states[index].float()
+        loss = head.loss(h, above[index], rows[index], weighting=recipe.weighting).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
@@ -53,6 +58,43 @@ def flow_epoch(
     return {"flow_loss": total / count, "rows_per_s": count / (time.perf_counter() - start)}
 
 
+@torch.no_grad()
+def own_draws(
+    model: RowGenerator,
+    images: torch.Tensor,
+    states: torch.Tensor,
+    rounds: int,
+    seed: int,
+    chunk: int = 2000,
+) -> torch.Tensor:
+    """Images whose rows from a random row r in 1..27 on are the head's own draws, (N, 28, 28).
+
+    Round 1 draws each row t + 1 at temperature 1 from the real state h_t and real row t: it
+    errs as one sampled row does. Round j draws it from the state and row t of round j - 1's
+    images, so errors pile up j rows deep, not all the way as in a whole sampled completion
+    (where the real next row would no longer be a fair target). states (N, 27, H): the frozen
+    core's states of the real images.
+    """
+    head = model.flow.eval()
+    generator = torch.Generator().manual_seed(seed * 100_003 + 60_000)
+    first = torch.randint(1, contract.IMAGE_SIZE, (len(images), 1, 1), generator=generator)
+    drawn_rows = torch.arange(1, contract.IMAGE_SIZE)[:, None] >= first  # (N, 27, 1)
+    read = images
+    for round_ in range(rounds):
+        if round_:
+            states = frozen_states(model, read)
+        out = images.clone()
+        for f in range(0, len(images), chunk):
+            x, h = read[f : f + chunk], states[f : f + chunk].float()
+            noise = torch.randn(x[:, 1:].shape, generator=generator)
+            drawn = head.sample_row(h, x[:, :-1], noise, torch.ones(*h.shape[:-1], 1))
+            out[f : f + chunk, 1:] = torch.where(
+                drawn_rows[f : f + chunk], drawn, images[f : f + chunk, 1:]
+            )
+        read = out
+    return read
+
+
 def train_flow(
     model: RowGenerator,
     train_images: torch.Tensor,
@@ -61,10 +103,12 @@ def train_flow(
     name: str,
     states: torch.Tensor | None = None,
 ) -> list[dict]:
-    """Train model.flow for recipe.epochs with the core frozen; returns per-epoch history.
+    """Train model.flow for recipe.epochs with the core frozen; returns per-epoch history, the
+    first epoch's with `prepare_seconds` (the states and own draws computed before it).
 
     states: the frozen core's (N, 27, H) states of train_images, when already computed.
     """
+    prepare_start = time.perf_counter()
     model.rnn.requires_grad_(False)
     model.fc.requires_grad_(False)
     read = train_images
@@ -76,6 +120,9 @@ def train_flow(
         read = (train_images + recipe.prefix_noise * noise).clamp(0.0, 1.0)
         states = None
     if states is None:
+        states = frozen_states(model, read)
+    if recipe.own_draws:  # a head trained already goes on, reading its own rows
+        read = own_draws(model, train_images, states, recipe.own_draws, seed)
         states = frozen_states(model, read)
     states = states.flatten(0, 1)  # (N * 27, H): h_t
     above = read[:, :-1].reshape(-1, contract.IMAGE_SIZE)  # (N * 27, 28): row t
@@ -98,6 +145,8 @@ def train_flow(
         stats = flow_epoch(model, states, above, rows, optimizer, schedule, recipe, generator, desc)
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "seconds": seconds, **stats})
+        if epoch == 0:
+            history[0]["prepare_seconds"] = start - prepare_start
         tqdm.write(
             f"{name} flow epoch {epoch + 1}/{recipe.epochs} loss {stats['flow_loss']:.4f} "
             f"({stats['rows_per_s']:.0f} rows/s, {seconds:.0f}s)"

@@ -118,12 +118,26 @@ class FlowRecipe:
     pairs_per_epoch: int  # random (state, next row) pairs per epoch, of the split's N * 27
     grad_clip: float
     prefix_noise: float = 0.0  # std of the pixel noise on the rows the core reads (not targets)
+    # Rounds of own draws: from a random row of each image on, the core reads the head's own
+    # rows instead of the real ones (targets stay real); round 1 draws each row given the real
+    # rows above it, round j given round j - 1's rows (errors j rows deep). 0: real rows only.
+    own_draws: int = 0
+    # The loss: "velocity" (the field's squared error) or "row" (the predicted row's, every time
+    # s weighted alike: training.flow_head.FlowHead.loss).
+    weighting: str = "velocity"
 
     to_dict = asdict
     with_overrides = Recipe.with_overrides
 
 
-# Every (state, next row) pair of the split once per epoch; chosen by evaluation.sweep_sampler
-# (docs/sampling.md): longer training was the largest single gain of the sweep (12 epochs did as
-# much as a head 256 wide, at the 160-wide head's size; 24 moved every distance down again).
-FLOW = FlowRecipe(epochs=24, batch_size=512, lr=2e-3, pairs_per_epoch=60_000 * 27, grad_clip=1.0)
+# Every (state, next row) pair of the split once per epoch, the core reading real rows. Chosen by
+# evaluation.sweep_sampler (docs/sampling.md), as FLOW_OWN below: 12 epochs did as much as a head
+# 256 wide; with FLOW_OWN after them, 12 did better than 24 (their epochs are better spent there).
+FLOW = FlowRecipe(epochs=12, batch_size=512, lr=2e-3, pairs_per_epoch=60_000 * 27, grad_clip=1.0)
+
+# Then the head goes on reading its own draws (training.flow_loop.own_draws, two rounds: errors up
+# to two rows deep) at a quarter of the rate, with the row loss: a sampler reads its own rows, and
+# a head trained on real rows alone lets their errors pile up down the image. Every judge's
+# distance fell by a third to two-thirds against 24 epochs on real rows alone; more rounds made
+# the rows speckled.
+FLOW_OWN = FLOW.with_overrides(epochs=24, lr=5e-4, own_draws=2, weighting="row")

@@ -29,7 +29,7 @@ from training.flow_loop import train_flow
 from training.latent_loop import test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
-from training.recipe import FLOW, LATENT, Recipe, default_stages
+from training.recipe import FLOW, FLOW_OWN, LATENT, Recipe, default_stages
 from training.stages import checkpoint_saver, train_stages
 
 # The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
@@ -59,6 +59,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--flow-integrator", choices=FLOW_INTEGRATORS, default=FLOW_INTEGRATOR, help="flow solver"
     )
     p.add_argument("--flow-epochs", type=int, help="override the flow stage's epochs")
+    p.add_argument(
+        "--flow-own-epochs",
+        type=int,
+        help="override the epochs the flow head then reads its own draws (0: none)",
+    )
     p.add_argument(
         "--core-from",
         type=Path,
@@ -245,9 +250,17 @@ def run(args: argparse.Namespace, cell: str) -> int:
             model, train_images, test_images[:cut].to(device), latent_recipe, args.seed, name
         )
     if args.head == "flow":
-        flow_recipe = FLOW.with_overrides(epochs=args.flow_epochs)
-        meta["flow_recipe"] = flow_recipe.to_dict()
-        meta["flow_history"] = train_flow(model, train_images, flow_recipe, args.seed, name)
+        flow_recipes = {
+            "real rows": FLOW.with_overrides(epochs=args.flow_epochs),
+            "own draws": FLOW_OWN.with_overrides(epochs=args.flow_own_epochs),
+        }
+        meta["flow_recipes"] = {reads: r.to_dict() for reads, r in flow_recipes.items()}
+        meta["flow_history"] = [
+            {"reads": reads, **epoch}
+            for reads, flow_recipe in flow_recipes.items()
+            if flow_recipe.epochs
+            for epoch in train_flow(model, train_images, flow_recipe, args.seed, name)
+        ]
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     if args.head == "cvae":
         metrics.update(test_bits(model, test_images.to(device)))
@@ -262,8 +275,8 @@ def run(args: argparse.Namespace, cell: str) -> int:
         args.dataset,
     )
     sampler_history = meta.get("latent_history", []) + meta.get("flow_history", [])
-    total = sum(h["seconds"] for h in history + sampler_history)
-    sampler = sum(h["seconds"] for h in sampler_history)
+    sampler = sum(h["seconds"] + h.get("prepare_seconds", 0.0) for h in sampler_history)
+    total = sum(h["seconds"] for h in history) + sampler
     print(
         f"trained {name} on {args.dataset} in {total / 60:.1f} min"
         + (f" (sampling head {sampler / 60:.1f} min)" if sampler_history else "")

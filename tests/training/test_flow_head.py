@@ -1,14 +1,19 @@
-"""The flow head's maths: its exact divergence, its likelihood bound, and its training loss."""
+"""The flow head's maths: its exact divergence, its likelihood bound, its training loss, and the
+images that let it train on its own draws."""
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch.func import jacfwd, vmap
 
 from tests.conftest import tiny_flow_sampler
 from training.flow_bits import flow_bits_per_pixel
+from training.flow_head import FlowHead
+from training.flow_loop import own_draws
+from training.latent_loop import frozen_states
 
 
 def test_divergence_is_the_jacobians_trace_for_both_parameterisations() -> None:
@@ -21,6 +26,29 @@ def test_divergence_is_the_jacobians_trace_for_both_parameterisations() -> None:
             jac = vmap(jacfwd(lambda row, c, t=t: head.velocity(row, t, c)))(y, cond)
             want = jac.diagonal(dim1=1, dim2=2).sum(-1)
             torch.testing.assert_close(head.divergence(y, t, cond), want, rtol=1e-4, atol=1e-4)
+
+
+def test_divergence_is_the_jacobians_trace_with_a_skip() -> None:
+    torch.manual_seed(0)
+    head = FlowHead(8, 16, 3, skip=True)
+    y = torch.randn(6, 28)
+    cond = head.condition(torch.randn(6, 8), torch.rand(6, 28))
+    for t in (torch.tensor(0.0), torch.tensor(0.7), torch.rand(6)):  # one time, or one per row
+        jac = vmap(jacfwd(lambda row, c, s: head.velocity(row, s, c)))(y, cond, t.expand(6))
+        want = jac.diagonal(dim1=1, dim2=2).sum(-1)
+        torch.testing.assert_close(head.divergence(y, t, cond), want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_skip_head_starts_from_the_row_above() -> None:
+    torch.manual_seed(0)
+    head = FlowHead(8, 16, 4, skip=True)
+    torch.nn.init.zeros_(head.out.weight)
+    torch.nn.init.zeros_(head.out.bias)  # the network adds nothing: only the skip's guess is left
+    above = torch.rand(5, 28)
+    row = head.sample_row(torch.randn(5, 8), above, torch.randn(5, 28), torch.zeros(5, 1))
+    torch.testing.assert_close(row, above)  # a fresh guess is the row above itself
+    with pytest.raises(ValueError, match="skip needs predicts='row'"):
+        FlowHead(8, 16, 4, predicts="velocity", skip=True)
 
 
 def test_a_still_field_scores_rows_under_the_standard_normal() -> None:
@@ -51,3 +79,20 @@ def test_the_loss_falls_when_the_head_learns_one_row() -> None:
         loss.backward()
         optimizer.step()
     assert float(loss.detach()) < 0.5 * first, (first, float(loss.detach()))
+
+
+def test_own_draws_replace_a_suffix_of_each_image_and_keep_its_top() -> None:
+    model = tiny_flow_sampler()
+    images = torch.rand(40, 28, 28)
+    states = frozen_states(model, images)
+    for rounds in (1, 2):
+        read = own_draws(model, images, states, rounds, seed=3)
+        assert read.shape == images.shape and read.min() >= 0 and read.max() <= 1
+        same = (read == images).all(-1)  # (N, 28): row kept real
+        first = (~same).int().argmax(-1)  # the first drawn row of each image
+        assert bool(same[:, 0].all()) and bool((first >= 1).all())
+        rows = torch.arange(28)
+        assert torch.equal(same, rows < first[:, None]), "rows from the first drawn one on differ"
+        assert len(set(first.tolist())) > 5  # the cut falls on many rows, not one
+        torch.testing.assert_close(own_draws(model, images, states, rounds, seed=3), read)
+    assert torch.equal(own_draws(model, images, states, 0, seed=3), images)

@@ -71,6 +71,7 @@ def test_flow_run_trains_its_head_on_a_given_core_and_leaves_the_mean_path(
     assert train.main(_argv(tmp_path, tiny_data, "mean")) == 0
     core = tmp_path / "runs" / "mean" / contract.WEIGHTS
     flow = ["--head", "flow", "--flow-width", "8", "--flow-steps", "2", "--flow-epochs", "2"]
+    flow += ["--flow-own-epochs", "1"]
     assert train.main(_argv(tmp_path, tiny_data, "f", *flow, "--core-from", str(core))) == 0
     model = load_weights(tmp_path / "runs" / "f" / contract.WEIGHTS)
     assert model.config.head == "flow" and model.config.noise_dim == 28
@@ -79,4 +80,8 @@ def test_flow_run_trains_its_head_on_a_given_core_and_leaves_the_mean_path(
         assert torch.equal(value, model.state_dict()[key]), f"{key} changed"
     summary = json.loads((tmp_path / "runs" / "f" / train.TRAINING_JSON).read_text())
     losses = [epoch["flow_loss"] for epoch in summary["flow_history"]]
-    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses), losses
+    assert len(losses) == 3 and all(loss == loss and loss > 0 for loss in losses), losses
+    reads = [epoch["reads"] for epoch in summary["flow_history"]]
+    assert reads == ["real rows", "real rows", "own draws"], reads
+    prepared = [i for i, epoch in enumerate(summary["flow_history"]) if "prepare_seconds" in epoch]
+    assert prepared == [0, 2], prepared  # each stage's states (and draws) before its first epoch
