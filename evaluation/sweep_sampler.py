@@ -1,7 +1,7 @@
 """Small sweep of sampler heads on the shipped bundle's frozen core, judged three ways.
 
     nice -n 10 python -m evaluation.sweep_sampler [--candidates flow-128-e8 ...] [--test 2000]
-        [--temperature 1.0] [--reuse]
+        [--temperature 1.0] [--reuse] [--teacher-forced]
 
 Each candidate head is trained on the frozen core of `--bundle` (its weights.safetensors) with
 training.flow_loop, then sampled in eager PyTorch on the first `--test` test images at known_rows
@@ -11,8 +11,10 @@ trained MLP: evaluation.second_features) to the whole test split's features, cla
 (project CNN), diversity (mean |a - b| between 8 samples of a prompt, first `--prompts`
 prompts) and sharpness (mean |difference| of neighbouring generated pixels over the real
 images'). Lives in evaluation/, not training/, because it judges with evaluation's classifier.
-`--temperature` samples every model but the 10-NN sampler at that temperature; `--reuse` takes a
-candidate's weights from --out where an earlier run saved them instead of training it again.
+`--teacher-forced` adds the bundle's head drawing every row given the real rows above it
+(nothing fed back). `--temperature` samples every model but the 10-NN sampler at that
+temperature; `--reuse` takes a candidate's weights from --out where an earlier run saved them
+instead of training it again.
 Writes sweep-<time>.json and .md to --out and prints the table.
 """
 
@@ -54,6 +56,12 @@ SHORT = FLOW.with_overrides(epochs=6, pairs_per_epoch=400_000)
 FULL = FLOW.with_overrides(epochs=6)
 TWICE = FLOW.with_overrides(epochs=12)
 FOUR_TIMES = FLOW.with_overrides(epochs=24)
+# Going on from a trained head for 6 epochs at a quarter of the rate, reading its own draws
+# (training.flow_loop.own_draws).
+OWN = FLOW.with_overrides(epochs=6, lr=5e-4, own_draws=1)
+# "xloss": the row loss (the predicted row's error, every time s weighted alike).
+SHORT_ROW, FULL_ROW = (r.with_overrides(weighting="row") for r in (SHORT, FULL))
+OWN_ROW = OWN.with_overrides(own_draws=2, weighting="row")
 
 
 @dataclass(frozen=True)
@@ -63,8 +71,11 @@ class Candidate:
     integrator: str
     predicts: str = "row"  # the network's output: the clean row, or the velocity itself
     recipe: FlowRecipe = SHORT
-    weighting: str = "velocity"  # the loss: velocity error, or row error (alike at every s)
     around_mean: bool = False  # draw the difference from the mean head's row
+    skip: bool = False  # predict the row from a guess off the row above, preconditioned
+    # Start from the bundle's own flow head ("bundle") or a candidate saved in --out (its name),
+    # both of the same shape; "": at random.
+    start: str = ""
 
 
 CANDIDATES = {
@@ -72,20 +83,54 @@ CANDIDATES = {
     "flow-128-h4-v": Candidate(128, 4, "heun", "velocity"),
     "flow-128-e8": Candidate(128, 8, "euler"),
     "flow-128-e8-noisy": Candidate(128, 8, "euler", recipe=SHORT.with_overrides(prefix_noise=0.05)),
-    "flow-128-e8-xloss": Candidate(128, 8, "euler", weighting="row"),
+    "flow-128-e8-xloss": Candidate(128, 8, "euler", recipe=SHORT_ROW),
     "flow-128-e8-resid": Candidate(128, 8, "euler", around_mean=True),
-    "flow-128-e8-resid-xloss": Candidate(128, 8, "euler", weighting="row", around_mean=True),
-    "flow-128-e8-resid-xloss-full": Candidate(
-        128, 8, "euler", recipe=FULL, weighting="row", around_mean=True
-    ),
+    "flow-128-e8-resid-xloss": Candidate(128, 8, "euler", recipe=SHORT_ROW, around_mean=True),
+    "flow-128-e8-resid-xloss-full": Candidate(128, 8, "euler", recipe=FULL_ROW, around_mean=True),
     "flow-160-e12-full": Candidate(160, 12, "euler", recipe=FULL),
-    "flow-160-e12-resid-xloss-full": Candidate(
-        160, 12, "euler", recipe=FULL, weighting="row", around_mean=True
-    ),
+    "flow-160-e12-resid-xloss-full": Candidate(160, 12, "euler", recipe=FULL_ROW, around_mean=True),
     "flow-160-e12-full-x2": Candidate(160, 12, "euler", recipe=TWICE),
     "flow-160-e12-full-x4": Candidate(160, 12, "euler", recipe=FOUR_TIMES),
     "flow-192-e12-full-x2": Candidate(192, 12, "euler", recipe=TWICE),
     "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=TWICE),
+    "flow-160-e12-skip-x2": Candidate(160, 12, "euler", recipe=TWICE, skip=True),
+    "flow-160-e12-skip-x4": Candidate(160, 12, "euler", recipe=FOUR_TIMES, skip=True),
+    "shipped-then-own-6": Candidate(160, 12, "euler", recipe=OWN, start="bundle"),
+    "shipped-then-real-6": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(own_draws=0), start="bundle"
+    ),
+    "shipped-then-own-6-r2": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(own_draws=2), start="bundle"
+    ),
+    "shipped-then-own-6-r3": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(own_draws=3), start="bundle"
+    ),
+    "shipped-then-own-6-r2-xloss": Candidate(160, 12, "euler", recipe=OWN_ROW, start="bundle"),
+    "shipped-then-own-12-r2-xloss": Candidate(
+        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=12), start="bundle"
+    ),
+    "shipped-then-own-12-r2-xloss-twice": Candidate(
+        160,
+        12,
+        "euler",
+        recipe=OWN_ROW.with_overrides(epochs=12),
+        start="shipped-then-own-12-r2-xloss",
+    ),
+    "e12-then-own-24-r2-xloss": Candidate(
+        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full-x2"
+    ),
+    "shipped-then-own-24-r2-xloss": Candidate(
+        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=24), start="bundle"
+    ),
+    "shipped-then-own-6-r4": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(own_draws=4), start="bundle"
+    ),
+    "shipped-then-own-12-r2": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(epochs=12, own_draws=2), start="bundle"
+    ),
+    "shipped-then-own-12": Candidate(
+        160, 12, "euler", recipe=OWN.with_overrides(epochs=12), start="bundle"
+    ),
 }
 
 
@@ -104,6 +149,25 @@ def eager_sampler(
             t = torch.full((n,), temperature)
             parts.append(sample(model, x, torch.full((n,), k), noise[f : f + batch], t))
         return torch.cat(parts).numpy()
+
+    return run
+
+
+def teacher_forced_sampler(model: RowGenerator) -> sample_measures.Sampler:
+    """Each generated row drawn given the *real* rows above it, none fed back: how far the
+    head's draws are from real ones before their errors pile up down the image."""
+    model = model.eval()
+
+    @torch.no_grad()
+    def run(images: np.ndarray, k: int, seed: int) -> np.ndarray:
+        x = torch.from_numpy(images)
+        noise = torch.from_numpy(draw_noise(seed, len(images), model.config.noise_dim))
+        h = frozen_states(model, x).float()  # (N, 27, H): h_t after the real row t
+        out = x.clone()
+        rows = slice(k - 1, contract.IMAGE_SIZE - 1)  # states and rows above of rows k..27
+        one = torch.ones(len(x), contract.IMAGE_SIZE - k, 1)
+        out[:, k:] = model.flow.sample_row(h[:, rows], x[:, rows], noise[:, rows], one)
+        return out.numpy()
 
     return run
 
@@ -159,6 +223,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="load a candidate's weights from --out where an earlier run saved them, not train",
     )
     p.add_argument(
+        "--teacher-forced",
+        action="store_true",
+        help="also judge the bundle's head drawing each row given the real rows above",
+    )
+    p.add_argument(
         "--baselines",
         type=int,
         choices=[0, 1],
@@ -200,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
             eager_sampler(shipped, args.temperature), images, labels, args.prompts
         )
         print(table(results), flush=True)
+    if args.teacher_forced:
+        results[f"{args.bundle.name} rows drawn given the real rows above"] = judge.measure(
+            teacher_forced_sampler(shipped), images, labels, args.prompts
+        )
+        print(table(results), flush=True)
     states = None  # the frozen core's states of the training images, once a candidate trains
     for name in args.candidates:
         c = CANDIDATES[name]
@@ -210,9 +284,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = RowGenerator(config)
         model.flow = FlowHead(
-            config.hidden, c.width, c.steps, c.integrator, c.predicts, c.weighting, c.around_mean
+            config.hidden, c.width, c.steps, c.integrator, c.predicts, c.around_mean, c.skip
         )
         load_core(model, args.bundle / contract.WEIGHTS)
+        if c.start == "bundle":
+            model.flow.load_state_dict(shipped.flow.state_dict())
+        elif c.start:
+            model.load_state_dict(torch.load(args.out / f"{c.start}.pt"))
         recipe = c.recipe.with_overrides(epochs=args.epochs)
         saved = args.out / f"{name}.pt"
         if args.reuse and saved.exists():
