@@ -78,6 +78,11 @@ class Candidate:
     start: str = ""
 
 
+def going_on(recipe: FlowRecipe, start: str = "bundle") -> Candidate:
+    """The shipped head's shape (160 wide, 12 Euler steps) going on from a trained head."""
+    return Candidate(160, 12, "euler", recipe=recipe, start=start)
+
+
 CANDIDATES = {
     "flow-128-e8-v": Candidate(128, 8, "euler", "velocity"),
     "flow-128-h4-v": Candidate(128, 4, "heun", "velocity"),
@@ -95,41 +100,21 @@ CANDIDATES = {
     "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=TWICE),
     "flow-160-e12-skip-x2": Candidate(160, 12, "euler", recipe=TWICE, skip=True),
     "flow-160-e12-skip-x4": Candidate(160, 12, "euler", recipe=FOUR_TIMES, skip=True),
-    "shipped-then-own-6": Candidate(160, 12, "euler", recipe=OWN, start="bundle"),
-    "shipped-then-real-6": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(own_draws=0), start="bundle"
+    "shipped-then-own-6": going_on(OWN),
+    "shipped-then-real-6": going_on(OWN.with_overrides(own_draws=0)),
+    "shipped-then-own-12": going_on(OWN.with_overrides(epochs=12)),
+    "shipped-then-own-6-r2": going_on(OWN.with_overrides(own_draws=2)),
+    "shipped-then-own-6-r3": going_on(OWN.with_overrides(own_draws=3)),
+    "shipped-then-own-6-r4": going_on(OWN.with_overrides(own_draws=4)),
+    "shipped-then-own-12-r2": going_on(OWN.with_overrides(epochs=12, own_draws=2)),
+    "shipped-then-own-6-r2-xloss": going_on(OWN_ROW),
+    "shipped-then-own-12-r2-xloss": going_on(OWN_ROW.with_overrides(epochs=12)),
+    "shipped-then-own-12-r2-xloss-twice": going_on(
+        OWN_ROW.with_overrides(epochs=12), start="shipped-then-own-12-r2-xloss"
     ),
-    "shipped-then-own-6-r2": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(own_draws=2), start="bundle"
-    ),
-    "shipped-then-own-6-r3": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(own_draws=3), start="bundle"
-    ),
-    "shipped-then-own-6-r2-xloss": Candidate(160, 12, "euler", recipe=OWN_ROW, start="bundle"),
-    "shipped-then-own-12-r2-xloss": Candidate(
-        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=12), start="bundle"
-    ),
-    "shipped-then-own-12-r2-xloss-twice": Candidate(
-        160,
-        12,
-        "euler",
-        recipe=OWN_ROW.with_overrides(epochs=12),
-        start="shipped-then-own-12-r2-xloss",
-    ),
-    "e12-then-own-24-r2-xloss": Candidate(
-        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full-x2"
-    ),
-    "shipped-then-own-24-r2-xloss": Candidate(
-        160, 12, "euler", recipe=OWN_ROW.with_overrides(epochs=24), start="bundle"
-    ),
-    "shipped-then-own-6-r4": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(own_draws=4), start="bundle"
-    ),
-    "shipped-then-own-12-r2": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(epochs=12, own_draws=2), start="bundle"
-    ),
-    "shipped-then-own-12": Candidate(
-        160, 12, "euler", recipe=OWN.with_overrides(epochs=12), start="bundle"
+    "shipped-then-own-24-r2-xloss": going_on(OWN_ROW.with_overrides(epochs=24)),
+    "e12-then-own-24-r2-xloss": going_on(
+        OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full-x2"
     ),
 }
 

@@ -10,8 +10,9 @@ import torch
 
 from evaluation import baselines, classifier, sample_measures
 from evaluation.frechet import feature_stats, frechet_distance
+from evaluation.sweep_sampler import eager_sampler, teacher_forced_sampler
 from rowgen.bundle import open_bundle
-from tests.conftest import TINY_SAMPLER
+from tests.conftest import TINY_SAMPLER, tiny_flow_sampler
 
 
 def test_frechet_distance_of_identical_statistics_is_zero() -> None:
@@ -106,3 +107,15 @@ def test_sampling_report_on_tiny_bundles(tiny_sampler_bundles: Path, tmp_path: P
     assert set(bits) == {"per-position histogram", "lstm-cvae"}
     assert (tmp_path / "lstm-cvae-samples.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Sampled completions" in sample_measures.markdown({**report, "classifier": {}})
+
+
+def test_teacher_forced_draws_keep_the_prompt_and_start_as_a_completion_does() -> None:
+    model = tiny_flow_sampler()
+    images = np.random.default_rng(0).random((6, 28, 28), dtype=np.float32)
+    forced = teacher_forced_sampler(model)(images, 10, 5)
+    completed = eager_sampler(model)(images, 10, 5)
+    np.testing.assert_array_equal(forced[:, :10], images[:, :10])
+    # Row 10 is drawn from the real rows 0..9 either way, with the same noise: the same draw.
+    np.testing.assert_allclose(forced[:, 10], completed[:, 10], atol=1e-5)
+    # Below it, one reads real rows and the other its own draws.
+    assert np.abs(forced[:, 11:] - completed[:, 11:]).max() > 1e-3
