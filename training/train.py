@@ -32,6 +32,9 @@ from training.model import RowGenerator, complete
 from training.recipe import FLOW, FLOW_OWN, LATENT, Recipe, default_stages
 from training.stages import checkpoint_saver, train_stages
 
+# What a training record says about its sampling head alone (the rest is about the core).
+SAMPLER_RECORDS = ("flow_recipe", "flow_recipes", "flow_history", "latent_recipe", "latent_history")
+
 # The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
 FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 160, 12, "euler"
 
@@ -222,7 +225,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
             meta["core_training"] = resumed["core_training"]
     core_json = args.core_from.parent / TRAINING_JSON if args.core_from else None
     if core_json is not None and core_json.is_file() and not args.resume:
-        core_info = json.loads(core_json.read_text())  # keep the core's own training record
+        core_info = core_record(json.loads(core_json.read_text()))  # how the core was trained
         history = core_info.pop("history", [])
         meta["core_training"] = core_info
     first_stage = args.core_stages if args.core_from else 0
@@ -285,6 +288,16 @@ def run(args: argparse.Namespace, cell: str) -> int:
         + f" -> {args.runs / name} (publish it with `make export`)"
     )
     return 0
+
+
+def core_record(record: dict) -> dict:
+    """A run's training record as the record of its core alone, at every level of core_training:
+    without its sampling head's recipes and history, which a model trained on that core does not
+    inherit (it trains a head of its own)."""
+    kept = {key: value for key, value in record.items() if key not in SAMPLER_RECORDS}
+    if isinstance(kept.get("core_training"), dict):
+        kept["core_training"] = core_record(kept["core_training"])
+    return kept
 
 
 def write_outputs(

@@ -50,6 +50,8 @@ def test_cvae_run_trains_both_stages_then_core_from_keeps_the_mean_path(
     assert changed and all(k.startswith("latent.") for k in changed), f"changed: {changed}"
     again = json.loads((tmp_path / "runs" / "b" / train.TRAINING_JSON).read_text())
     assert again["core_training"]["name"] == "a" and again["history"] == summary["history"]
+    # The core's record, not the first run's head: a head trained on it is the run's own.
+    assert "latent_history" not in again["core_training"] and "latent_history" in again
 
 
 def test_bad_head_flags_are_clean_exits(tmp_path: Path, tiny_data: Path, capsys) -> None:
