@@ -100,6 +100,8 @@ CANDIDATES = {
     "flow-256-e12-full-x2": Candidate(256, 12, "euler", recipe=TWICE),
     "flow-160-e12-skip-x2": Candidate(160, 12, "euler", recipe=TWICE, skip=True),
     "flow-160-e12-skip-x4": Candidate(160, 12, "euler", recipe=FOUR_TIMES, skip=True),
+    # "shipped" is --bundle's own head. In docs/sampling.md's table these runs went on from the
+    # 24-epoch head of commit f9ab56a; to redo them, point --bundle at a checkout of its artifacts.
     "shipped-then-own-6": going_on(OWN),
     "shipped-then-real-6": going_on(OWN.with_overrides(own_draws=0)),
     "shipped-then-own-12": going_on(OWN.with_overrides(epochs=12)),
