@@ -26,7 +26,7 @@ from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, checks, data, host, plots
 from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON
 from training.flow_loop import train_flow
-from training.latent_loop import test_bits, train_latent
+from training.latent_loop import frozen_states, test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
 from training.recipe import FLOW, FLOW_OWN, LATENT, Recipe, default_stages
@@ -258,11 +258,12 @@ def run(args: argparse.Namespace, cell: str) -> int:
             "own draws": FLOW_OWN.with_overrides(epochs=args.flow_own_epochs),
         }
         meta["flow_recipes"] = {reads: r.to_dict() for reads, r in flow_recipes.items()}
+        states = frozen_states(model, train_images)  # the core's, on real rows: both recipes'
         meta["flow_history"] = [
             {"reads": reads, **epoch}
             for reads, flow_recipe in flow_recipes.items()
             if flow_recipe.epochs
-            for epoch in train_flow(model, train_images, flow_recipe, args.seed, name)
+            for epoch in train_flow(model, train_images, flow_recipe, args.seed, name, states)
         ]
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     if args.head == "cvae":
