@@ -118,6 +118,12 @@ CANDIDATES = {
     "e12-then-own-24-r2-xloss": going_on(
         OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full-x2"
     ),
+    "e12-then-own-36-r2-xloss": going_on(
+        OWN_ROW.with_overrides(epochs=36), start="flow-160-e12-full-x2"
+    ),
+    "e6-then-own-24-r2-xloss": going_on(
+        OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full"
+    ),
 }
 
 
