@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from training.flow_head import WEIGHTINGS as FLOW_WEIGHTINGS
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -125,6 +127,14 @@ class FlowRecipe:
     # The loss: "velocity" (the field's squared error) or "row" (the predicted row's, every time
     # s weighted alike: training.flow_head.FlowHead.loss).
     weighting: str = "velocity"
+
+    def __post_init__(self) -> None:
+        # Checked here, not at the first batch after minutes of computing states and draws.
+        if self.weighting not in FLOW_WEIGHTINGS or self.own_draws < 0:
+            raise ValueError(
+                f"flow recipe: weighting in {FLOW_WEIGHTINGS} and own_draws >= 0, got "
+                f"{self.weighting!r}, {self.own_draws}"
+            )
 
     to_dict = asdict
     with_overrides = Recipe.with_overrides

@@ -14,6 +14,7 @@ from training.flow_bits import flow_bits_per_pixel
 from training.flow_head import FlowHead
 from training.flow_loop import own_draws
 from training.latent_loop import frozen_states
+from training.recipe import FLOW, FLOW_OWN
 
 
 def test_divergence_is_the_jacobians_trace_for_both_parameterisations() -> None:
@@ -96,3 +97,10 @@ def test_own_draws_replace_a_suffix_of_each_image_and_keep_its_top() -> None:
         assert len(set(first.tolist())) > 5  # the cut falls on many rows, not one
         torch.testing.assert_close(own_draws(model, images, states, rounds, seed=3), read)
     assert torch.equal(own_draws(model, images, states, 0, seed=3), images)
+
+
+def test_a_flow_recipe_refuses_an_unknown_loss_or_negative_rounds_at_once() -> None:
+    with pytest.raises(ValueError, match="weighting in"):
+        FLOW.with_overrides(weighting="rows")
+    with pytest.raises(ValueError, match="own_draws >= 0"):
+        FLOW_OWN.with_overrides(own_draws=-1)
