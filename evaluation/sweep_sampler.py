@@ -1,7 +1,7 @@
 """Small sweep of sampler heads on the shipped bundle's frozen core, judged three ways.
 
     nice -n 10 python -m evaluation.sweep_sampler [--candidates flow-128-e8 ...] [--test 2000]
-        [--temperature 1.0] [--reuse] [--teacher-forced]
+        [--temperature 1.0] [--steps N] [--reuse] [--teacher-forced]
 
 Each candidate head is trained on the frozen core of `--bundle` (its weights.safetensors) with
 training.flow_loop, then sampled in eager PyTorch on the first `--test` test images at known_rows
@@ -45,7 +45,8 @@ from training.flow_loop import train_flow
 from training.latent import sample
 from training.latent_loop import frozen_states
 from training.model import RowGenerator
-from training.recipe import FLOW, FlowRecipe
+from training.recipe import FLOW, FLOW_ROLLOUT, FlowRecipe, RolloutRecipe
+from training.rollout_loop import train_rollout
 
 KS = (14, 7)
 
@@ -70,17 +71,20 @@ class Candidate:
     steps: int
     integrator: str
     predicts: str = "row"  # the network's output: the clean row, or the velocity itself
-    recipe: FlowRecipe = SHORT
+    recipe: FlowRecipe | None = SHORT  # None: no flow-matching stage (going on from a head)
     around_mean: bool = False  # draw the difference from the mean head's row
     skip: bool = False  # predict the row from a guess off the row above, preconditioned
     # Start from the bundle's own flow head ("bundle") or a candidate saved in --out (its name),
     # both of the same shape; "": at random.
     start: str = ""
+    rollout: RolloutRecipe | None = None  # then score its own completions (rollout_loop)
 
 
-def going_on(recipe: FlowRecipe, start: str = "bundle") -> Candidate:
+def going_on(
+    recipe: FlowRecipe | None, start: str = "bundle", rollout: RolloutRecipe | None = None
+) -> Candidate:
     """The shipped head's shape (160 wide, 12 Euler steps) going on from a trained head."""
-    return Candidate(160, 12, "euler", recipe=recipe, start=start)
+    return Candidate(160, 12, "euler", recipe=recipe, start=start, rollout=rollout)
 
 
 CANDIDATES = {
@@ -123,6 +127,19 @@ CANDIDATES = {
     ),
     "e6-then-own-24-r2-xloss": going_on(
         OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full"
+    ),
+    # Scoring its own completions (training.rollout_loop) after the shipped head's stages.
+    "shipped-then-rollout-2": going_on(None, rollout=FLOW_ROLLOUT),
+    "shipped-then-rollout-2-p64": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(prompts=64, lr=2e-4)
+    ),
+    "shipped-then-rollout-4-p64": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(epochs=4, prompts=64, lr=2e-4)
+    ),
+    "e12-then-rollout-4-p64": going_on(
+        None,
+        start="flow-160-e12-full-x2",
+        rollout=FLOW_ROLLOUT.with_overrides(epochs=4, prompts=64, lr=2e-4),
     ),
 }
 
@@ -211,6 +228,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--temperature", type=float, default=1.0, help="every model's sampling temperature"
     )
     p.add_argument(
+        "--steps", type=int, help="integrate every flow head with this many steps, not its own"
+    )
+    p.add_argument(
         "--reuse",
         action="store_true",
         help="load a candidate's weights from --out where an earlier run saved them, not train",
@@ -252,12 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     judge = Judge(train.images.numpy(), train.labels.numpy(), test.images.numpy())
     neighbours = sample_measures.Neighbours(train.images.numpy())
     shipped = load_weights(args.bundle / contract.WEIGHTS)
+    if args.steps and shipped.flow is not None:
+        shipped.flow.steps = args.steps
     results = {}
     if args.baselines:
         results["10-NN sampler"] = judge.measure(neighbours.sample, images, labels, args.prompts)
         own = f"{args.bundle.name} sample ({shipped.config.head})"
         if args.temperature != 1:
             own += f" at temperature {args.temperature:g}"
+        if args.steps:
+            own += f" with {args.steps} steps"
         results[own] = judge.measure(
             eager_sampler(shipped, args.temperature), images, labels, args.prompts
         )
@@ -284,24 +308,33 @@ def main(argv: list[str] | None = None) -> int:
             model.flow.load_state_dict(shipped.flow.state_dict())
         elif c.start:
             model.load_state_dict(torch.load(args.out / f"{c.start}.pt"))
-        recipe = c.recipe.with_overrides(epochs=args.epochs)
+        recipe = c.recipe.with_overrides(epochs=args.epochs) if c.recipe else None
         saved = args.out / f"{name}.pt"
         if args.reuse and saved.exists():
             model.load_state_dict(torch.load(saved))
             trained: dict = {"reused": str(saved)}
         else:
-            if states is None:
-                states = frozen_states(shipped, train_images)
             start = time.perf_counter()
-            history = train_flow(model, train_images, recipe, 0, name, states)
-            minutes = (time.perf_counter() - start) / 60
-            trained = {"train_minutes": minutes, "final_loss": history[-1]["flow_loss"]}
+            trained = {}
+            if recipe:
+                if states is None:
+                    states = frozen_states(shipped, train_images)
+                history = train_flow(model, train_images, recipe, 0, name, states)
+                trained["final_loss"] = history[-1]["flow_loss"]
+            if c.rollout:
+                history = train_rollout(model, train_images, c.rollout, 0, name)
+                trained["final_energy_score"] = history[-1]["energy_score"]
+            trained["train_minutes"] = (time.perf_counter() - start) / 60
             args.out.mkdir(parents=True, exist_ok=True)
             torch.save(model.state_dict(), saved)
+        if args.steps:
+            model.flow.steps = args.steps
         label = name if args.temperature == 1 else f"{name} at temperature {args.temperature:g}"
+        label += f" with {args.steps} steps" if args.steps else ""
         results[label] = {
             **trained,
-            "recipe": recipe.to_dict(),
+            "recipe": recipe.to_dict() if recipe else None,
+            "rollout": c.rollout.to_dict() if c.rollout else None,
             "temperature": args.temperature,
             **judge.measure(eager_sampler(model, args.temperature), images, labels, args.prompts),
         }

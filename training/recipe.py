@@ -151,3 +151,48 @@ FLOW = FlowRecipe(epochs=12, batch_size=512, lr=2e-3, pairs_per_epoch=60_000 * 2
 # distance fell by a third to two-thirds against 24 epochs on real rows alone; more rounds made
 # the rows speckled.
 FLOW_OWN = FLOW.with_overrides(epochs=24, lr=5e-4, own_draws=2, weighting="row")
+
+
+@dataclass(frozen=True)
+class RolloutRecipe:
+    """How a flow head then trains on its own sampled completions (training.rollout_loop)."""
+
+    epochs: int
+    prompts: int  # prompts (training images) per batch
+    prompts_per_epoch: int  # random training images per epoch
+    draws: int  # completions sampled per prompt: >= 2, the energy score's spread needs a pair
+    window: int  # rows sampled per completion, at most (fewer where the image ends)
+    known_rows: tuple[int, int]  # each batch's prompt length is drawn from this range
+    lr: float
+    flow_weight: float  # weight of the flow loss on the batch's real rows; 0: the score alone
+    grad_clip: float
+    vertical: float = 0.0  # weight of row-to-row differences in the scored vector; 0: pixels
+
+    def __post_init__(self) -> None:
+        low, high = self.known_rows
+        if self.draws < 2 or self.window < 1 or not 1 <= low <= high < 28:
+            raise ValueError(
+                f"rollout recipe: draws >= 2, window >= 1 and 1 <= known_rows <= 27, got "
+                f"{self.draws}, {self.window}, {self.known_rows}"
+            )
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "known_rows": list(self.known_rows)}
+
+    with_overrides = Recipe.with_overrides
+
+
+# Last, the head scores its own sampled completions (training.rollout_loop): 4 completions of the
+# next 14 rows of 32 prompts of 4-24 rows per batch, by the energy score over their pixels, with
+# the flow loss on the real rows beside it. Chosen by evaluation.sweep_sampler (docs/sampling.md).
+FLOW_ROLLOUT = RolloutRecipe(
+    epochs=2,
+    prompts=32,
+    prompts_per_epoch=60_000,
+    draws=4,
+    window=14,
+    known_rows=(4, 24),
+    lr=1e-4,
+    flow_weight=1.0,
+    grad_clip=1.0,
+)

@@ -29,11 +29,15 @@ from training.flow_loop import train_flow
 from training.latent_loop import frozen_states, test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
-from training.recipe import FLOW, FLOW_OWN, LATENT, Recipe, default_stages
+from training.recipe import FLOW, FLOW_OWN, FLOW_ROLLOUT, LATENT, Recipe, default_stages
+from training.rollout_loop import train_rollout
 from training.stages import checkpoint_saver, train_stages
 
 # What a training record says about its sampling head alone (the rest is about the core).
-SAMPLER_RECORDS = ("flow_recipe", "flow_recipes", "flow_history", "latent_recipe", "latent_history")
+SAMPLER_RECORDS = (
+    *("flow_recipe", "flow_recipes", "flow_history", "rollout_recipe", "rollout_history"),
+    *("latent_recipe", "latent_history"),
+)
 
 # The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
 FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 160, 12, "euler"
@@ -66,6 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--flow-own-epochs",
         type=int,
         help="override the epochs the flow head then reads its own draws (0: none)",
+    )
+    p.add_argument(
+        "--rollout-epochs",
+        type=int,
+        help="override the epochs the flow head then scores its own completions (0: none)",
     )
     p.add_argument(
         "--core-from",
@@ -265,6 +274,11 @@ def run(args: argparse.Namespace, cell: str) -> int:
             if flow_recipe.epochs
             for epoch in train_flow(model, train_images, flow_recipe, args.seed, name, states)
         ]
+        rollout_recipe = FLOW_ROLLOUT.with_overrides(epochs=args.rollout_epochs)
+        meta["rollout_recipe"] = rollout_recipe.to_dict()
+        meta["rollout_history"] = train_rollout(
+            model, train_images, rollout_recipe, args.seed, name
+        )
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     if args.head == "cvae":
         metrics.update(test_bits(model, test_images.to(device)))
@@ -278,7 +292,11 @@ def run(args: argparse.Namespace, cell: str) -> int:
         test_labels.numpy(),
         args.dataset,
     )
-    sampler_history = meta.get("latent_history", []) + meta.get("flow_history", [])
+    sampler_history = [
+        *meta.get("latent_history", []),
+        *meta.get("flow_history", []),
+        *meta.get("rollout_history", []),
+    ]
     sampler = sum(h["seconds"] + h.get("prepare_seconds", 0.0) for h in sampler_history)
     total = sum(h["seconds"] for h in history) + sampler
     print(

@@ -73,7 +73,7 @@ def test_flow_run_trains_its_head_on_a_given_core_and_leaves_the_mean_path(
     assert train.main(_argv(tmp_path, tiny_data, "mean")) == 0
     core = tmp_path / "runs" / "mean" / contract.WEIGHTS
     flow = ["--head", "flow", "--flow-width", "8", "--flow-steps", "2", "--flow-epochs", "2"]
-    flow += ["--flow-own-epochs", "1"]
+    flow += ["--flow-own-epochs", "1", "--rollout-epochs", "1"]
     assert train.main(_argv(tmp_path, tiny_data, "f", *flow, "--core-from", str(core))) == 0
     model = load_weights(tmp_path / "runs" / "f" / contract.WEIGHTS)
     assert model.config.head == "flow" and model.config.noise_dim == 28
@@ -87,3 +87,6 @@ def test_flow_run_trains_its_head_on_a_given_core_and_leaves_the_mean_path(
     assert reads == ["real rows", "real rows", "own draws"], reads
     prepared = [i for i, epoch in enumerate(summary["flow_history"]) if "prepare_seconds" in epoch]
     assert prepared == [0, 2], prepared  # each stage's states (and draws) before its first epoch
+    scores = [epoch["energy_score"] for epoch in summary["rollout_history"]]
+    assert len(scores) == 1 and scores[0] > 0, scores
+    assert summary["rollout_recipe"]["draws"] >= 2

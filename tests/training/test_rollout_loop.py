@@ -1,0 +1,113 @@
+"""The rollout stage: the energy score, the completions it scores, and that training lowers it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.conftest import tiny_flow_sampler
+from training.latent import sample
+from training.recipe import FLOW_ROLLOUT
+from training.rollout_loop import energy_score, rollout, scored, train_rollout
+
+
+def test_the_energy_score_prefers_draws_from_the_real_rows_distribution() -> None:
+    torch.manual_seed(0)
+    real = torch.randn(4000, 6)
+    right = torch.randn(8, 4000, 6)  # draws from Y's own distribution
+    narrow = 0.3 * torch.randn(8, 4000, 6)  # the mean's neighbourhood only: too sure
+    wide = 2.0 * torch.randn(8, 4000, 6)
+    shifted = right + 0.5
+    scores = {
+        n: float(energy_score(d, real)[0].mean())
+        for n, d in {"right": right, "narrow": narrow, "wide": wide, "shifted": shifted}.items()
+    }
+    assert scores["right"] < min(scores["narrow"], scores["wide"], scores["shifted"]), scores
+
+
+def test_the_energy_scores_terms_are_the_mean_distances() -> None:
+    draws = torch.tensor([[[0.0, 0.0]], [[3.0, 4.0]], [[0.0, 4.0]]])  # 3 draws of one prompt
+    real = torch.tensor([[0.0, 0.0]])
+    score, fit, spread = energy_score(draws, real)
+    # (the norms are smoothed by 1e-8 under the root, so a zero distance reads 1e-4)
+    torch.testing.assert_close(fit, torch.tensor([(0 + 5 + 4) / 3]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(spread, torch.tensor([(5 + 4 + 3) / 3]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(score, fit - spread / 2)
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        energy_score(draws[:1], real)
+
+
+def test_the_scored_vector_holds_the_rows_and_their_steps_from_the_row_above() -> None:
+    rows = torch.rand(3, 2, 5, 28)  # (M, B, L, 28)
+    above = torch.rand(2, 28)
+    assert torch.equal(scored(rows, above, 0.0), rows.flatten(-2))
+    both = scored(rows, above, 2.0)
+    assert both.shape == (3, 2, 2 * 5 * 28)
+    steps = both[..., 5 * 28 :].unflatten(-1, (5, 28))
+    torch.testing.assert_close(steps[..., 0, :], 2.0 * (rows[..., 0, :] - above))
+    torch.testing.assert_close(steps[..., 1:, :], 2.0 * rows.diff(dim=-2))
+
+
+def test_a_rollout_is_the_sampled_completion_given_the_same_noise() -> None:
+    model = tiny_flow_sampler()
+    images = torch.rand(3, 28, 28)
+    k, window, draws = 9, 6, 2
+    drawn = rollout(model, images[:, :k], window, draws, torch.Generator().manual_seed(5))
+    assert drawn.shape == (draws, 3, window, 28)
+    # The same noise, in the order rollout takes it: one (draws * B, 28) block per row.
+    generator = torch.Generator().manual_seed(5)
+    blocks = torch.stack([torch.randn(draws * 3, 28, generator=generator) for _ in range(window)])
+    for m in range(draws):
+        noise = torch.zeros(3, 27, 28)
+        noise[:, k - 1 : k - 1 + window] = blocks[:, m * 3 : (m + 1) * 3].transpose(0, 1)
+        with torch.no_grad():
+            want = sample(model, images, torch.full((3,), k), noise, torch.ones(3))
+        torch.testing.assert_close(drawn[m].detach(), want[:, k : k + window])
+
+
+def test_the_score_reaches_rows_drawn_before_through_the_rows_fed_back() -> None:
+    model = tiny_flow_sampler()
+    fed: list[torch.Tensor] = []
+
+    def keep(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if args[0].requires_grad:  # a drawn row read back, not the prompt
+            args[0].retain_grad()
+            fed.append(args[0])
+
+    handle = model.rnn.register_forward_pre_hook(keep)
+    drawn = rollout(model, torch.rand(2, 5, 28), 4, 2, torch.Generator().manual_seed(0))
+    handle.remove()
+    drawn[:, :, -1].sum().backward()  # the last row alone
+    assert len(fed) == 3  # rows 1-3 of the window were read back
+    assert all(float(row.grad.abs().sum()) > 0 for row in fed)
+
+
+def test_training_on_rollouts_lowers_the_energy_score() -> None:
+    model = tiny_flow_sampler(steps=2)
+    # A world of two images, a dark top over a left half and a light top over a right half:
+    # each prompt has one right completion, and the score's least value is 0.
+    images = torch.zeros(2, 28, 28)
+    images[0, 14:, :14] = 1.0
+    images[1, :14] = 1.0
+    images[1, 14:, 14:] = 1.0
+
+    def score() -> float:
+        with torch.no_grad():
+            drawn = rollout(model, images[:, :14], 6, 16, torch.Generator().manual_seed(2))
+        return float(energy_score(drawn.flatten(-2), images[:, 14:20].flatten(-2))[0].mean())
+
+    recipe = FLOW_ROLLOUT.with_overrides(
+        epochs=80, prompts=2, prompts_per_epoch=2, window=6, known_rows=(14, 14), lr=1e-2,
+        flow_weight=0.0,
+    )  # fmt: skip
+    before = score()
+    history = train_rollout(model, images, recipe, seed=0, name="tiny")
+    assert len(history) == 80 and {"energy_score", "fit", "spread"} <= set(history[0])
+    assert score() < 0.1 * before, (before, score())
+    assert all(p.requires_grad for p in model.rnn.parameters())  # unfrozen again
+
+
+def test_a_rollout_recipe_refuses_what_it_cannot_score_at_once() -> None:
+    for bad in ({"draws": 1}, {"window": 0}, {"known_rows": (0, 9)}, {"known_rows": (9, 28)}):
+        with pytest.raises(ValueError, match="rollout recipe"):
+            FLOW_ROLLOUT.with_overrides(**bad)

@@ -1,0 +1,170 @@
+"""The flow head's last stage: scoring its own sampled completions with the energy score.
+
+Run by `python -m training.train --head flow` after training.flow_loop's recipes. For a batch of
+training images and a prompt length k drawn from `recipe.known_rows`, the frozen core reads the
+real rows above k; the head then samples `recipe.draws` completions of the next `recipe.window`
+rows exactly as sample.onnx does (its rows fed back to the core, 12 Euler steps each), and the
+whole completions are scored against the real rows by the energy score
+
+    ES = mean_m |X_m - Y| - 1/2 mean_{m != n} |X_m - X_n|      (|.| the Euclidean norm)
+
+a strictly proper scoring rule for the joint distribution of all the rows drawn: its expectation
+is least when the draws X come from the distribution of the real bottom Y. The gradient flows
+through every Euler step and every fed-back row (the core's weights stay frozen), so each row's
+draw is judged by the rows it leads to: the errors that pile up in a completion are what the
+loss sees, not a row-by-row stand-in for them. With `recipe.vertical`, the scored vector also
+holds each row's difference from the row above (scaled by it), which weighs row-to-row
+consistency; the score stays proper (the pixels are still in it). The flow-matching loss on the
+same images' real rows (`recipe.flow_weight`) keeps the head's per-row density, which the bits
+per pixel bound reads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm import tqdm
+
+from rowgen import contract
+from training.latent_loop import frozen_states
+from training.model import RowGenerator
+from training.recipe import RolloutRecipe
+
+
+def energy_score(draws: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Energy score per prompt, (B,), with its two terms: draws (M, B, D) with M >= 2, real
+    (B, D). Returns (score, fit, spread): fit = mean_m |X_m - Y|, spread = mean over pairs
+    m < n of |X_m - X_n|, score = fit - spread / 2."""
+    m = draws.shape[0]
+    if m < 2:
+        raise ValueError(f"energy score: at least 2 draws per prompt, got {m}")
+    fit = (draws - real).pow(2).sum(-1).add(1e-8).sqrt().mean(0)
+    first, second = torch.triu_indices(m, m, offset=1)
+    spread = (draws[first] - draws[second]).pow(2).sum(-1).add(1e-8).sqrt().mean(0)
+    return fit - 0.5 * spread, fit, spread
+
+
+def scored(rows: torch.Tensor, above: torch.Tensor, vertical: float) -> torch.Tensor:
+    """What the energy score compares: rows (..., L, 28) flattened, and with `vertical` > 0 each
+    row's difference from the one above it (the first row's from `above`, (..., 28)) times it."""
+    flat = rows.flatten(-2)
+    if not vertical:
+        return flat
+    previous = torch.cat([above.expand(*rows.shape[:-2], rows.shape[-1])[..., None, :], rows], -2)
+    return torch.cat([flat, vertical * (rows - previous[..., :-1, :]).flatten(-2)], -1)
+
+
+def rollout(
+    model: RowGenerator,
+    prompts: torch.Tensor,
+    window: int,
+    draws: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """`draws` sampled completions (M, B, window, 28) of prompts (B, k, 28) at temperature 1,
+    as training.latent.sample draws them, differentiable in the head's weights."""
+    b = len(prompts)
+    with torch.no_grad():
+        out, state = model.rnn(prompts)
+    h = out[:, -1].repeat(draws, 1)  # draw m of prompt i at m * B + i
+    if isinstance(state, tuple):  # an LSTM's (h, c)
+        state = tuple(s.repeat(1, draws, 1) for s in state)
+    else:
+        state = state.repeat(1, draws, 1)
+    row = prompts[:, -1].repeat(draws, 1)
+    one = torch.ones(b * draws, 1)
+    rows = []
+    for t in range(window):
+        noise = torch.randn(b * draws, contract.IMAGE_SIZE, generator=generator)
+        row = model.flow.sample_row(h, row, noise, one)
+        rows.append(row)
+        if t + 1 < window:
+            out, state = model.rnn(row[:, None], state)
+            h = out[:, 0]
+    return torch.stack(rows, 1).unflatten(0, (draws, b))
+
+
+def rollout_epoch(
+    model: RowGenerator,
+    images: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    recipe: RolloutRecipe,
+    generator: torch.Generator,
+    desc: str,
+) -> dict[str, float]:
+    """One pass over `recipe.prompts_per_epoch` random images in batches of `recipe.prompts`;
+    the means of the energy score, its terms and the flow loss."""
+    head = model.flow
+    head.train()
+    order = torch.randperm(len(images), generator=generator)[: recipe.prompts_per_epoch]
+    steps = math.ceil(len(order) / recipe.prompts)
+    low, high = recipe.known_rows
+    bar = tqdm(range(steps), desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    totals = dict.fromkeys(("energy_score", "fit", "spread", "flow_loss"), 0.0)
+    start = time.perf_counter()
+    for i in bar:
+        x = images[order[i * recipe.prompts : (i + 1) * recipe.prompts]]
+        k = int(torch.randint(low, high + 1, (), generator=generator))
+        window = min(recipe.window, contract.IMAGE_SIZE - k)
+        drawn = rollout(model, x[:, :k], window, recipe.draws, generator)
+        above, real = x[:, k - 1], x[:, k : k + window]
+        score, fit, spread = energy_score(
+            scored(drawn, above, recipe.vertical), scored(real, above, recipe.vertical)
+        )
+        loss = score.mean()
+        flow = torch.zeros(())
+        if recipe.flow_weight:
+            with torch.no_grad():
+                h = frozen_states(model, x).float()
+            flow = head.loss(h, x[:, :-1], x[:, 1:], weighting="row").mean()
+            loss = loss + recipe.flow_weight * flow
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
+        optimizer.step()
+        schedule.step()
+        for key, value in zip(totals, (score.mean(), fit.mean(), spread.mean(), flow), strict=True):
+            totals[key] += float(value.detach())
+        bar.set_postfix(score=f"{totals['energy_score'] / (i + 1):.3f}")
+    seconds = time.perf_counter() - start
+    return {
+        **{key: total / steps for key, total in totals.items()},
+        "prompts_per_s": len(order) / seconds,
+    }
+
+
+def train_rollout(
+    model: RowGenerator, train_images: torch.Tensor, recipe: RolloutRecipe, seed: int, name: str
+) -> list[dict]:
+    """Train model.flow on its own completions for recipe.epochs with the core and the mean
+    head frozen; returns the per-epoch history."""
+    model.rnn.requires_grad_(False)
+    model.fc.requires_grad_(False)
+    trained = [p for p in model.flow.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained, lr=recipe.lr)
+    per_epoch = math.ceil(min(recipe.prompts_per_epoch, len(train_images)) / recipe.prompts)
+    total = recipe.epochs * per_epoch
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step / total, 1.0)))
+    )
+    history = []
+    for epoch in range(recipe.epochs):
+        generator = torch.Generator().manual_seed(seed * 100_003 + 110_000 + epoch)
+        torch.manual_seed(seed * 100_003 + 120_000 + epoch)  # the flow loss's noise and times
+        start = time.perf_counter()
+        desc = f"{name} rollouts {epoch + 1}/{recipe.epochs}"
+        stats = rollout_epoch(model, train_images, optimizer, schedule, recipe, generator, desc)
+        seconds = time.perf_counter() - start
+        history.append({"epoch": epoch, "seconds": seconds, **stats})
+        tqdm.write(
+            f"{name} rollout epoch {epoch + 1}/{recipe.epochs} energy score "
+            f"{stats['energy_score']:.4f} (fit {stats['fit']:.3f}, spread {stats['spread']:.3f}, "
+            f"flow loss {stats['flow_loss']:.3f}; {stats['prompts_per_s']:.0f} prompts/s, "
+            f"{seconds:.0f}s)"
+        )
+    model.rnn.requires_grad_(True)
+    model.fc.requires_grad_(True)
+    return history
