@@ -129,17 +129,14 @@ CANDIDATES = {
         OWN_ROW.with_overrides(epochs=24), start="flow-160-e12-full"
     ),
     # Scoring its own completions (training.rollout_loop) after the shipped head's stages.
-    "shipped-then-rollout-2": going_on(None, rollout=FLOW_ROLLOUT),
-    "shipped-then-rollout-2-p64": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(prompts=64, lr=2e-4)
+    # ("shipped" here: the head of FLOW then FLOW_OWN, commit 399cdeb.)
+    "shipped-then-rollout-2": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(prompts=32, lr=1e-4)
     ),
-    "shipped-then-rollout-4-p64": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(epochs=4, prompts=64, lr=2e-4)
-    ),
+    "shipped-then-rollout-2-p64": going_on(None, rollout=FLOW_ROLLOUT),
+    "shipped-then-rollout-4-p64": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(epochs=4)),
     "e12-then-rollout-4-p64": going_on(
-        None,
-        start="flow-160-e12-full-x2",
-        rollout=FLOW_ROLLOUT.with_overrides(epochs=4, prompts=64, lr=2e-4),
+        None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
     ),
 }
 
