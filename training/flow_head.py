@@ -47,11 +47,11 @@ every (state, next row) pair; temperature 1):
     ...   four rounds (speckled: 1.16)    3.04 / 11.2  0.47 / 1.01  1.03 / 4.19  0.129 / 0.152
     ...   two rounds, row loss            2.86 / 10.7  0.38 / 0.91  0.97 / 4.29  0.115 / 0.141
     ...   the same, 24 epochs             2.09 / 8.48  0.31 / 0.67  0.79 / 3.08  0.113 / 0.140
-    x 12, then 24 of the same             1.89 / 6.66  0.30 / 0.61  0.80 / 2.59  0.115 / 0.143
+    shipped: x 12, then 24 of the same    1.89 / 6.66  0.30 / 0.61  0.80 / 2.59  0.115 / 0.143
     make train's head of those two stages 2.02 / 7.65  0.30 / 0.64  0.80 / 2.72  0.114 / 0.142
     ...   integrated with 20 Euler steps  1.33 / 4.48  0.26 / 0.46  0.71 / 1.81  (speckled: 1.11)
-    shipped: then 2 epochs scoring its
-      own completions (energy score)      1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
+    then 2 epochs scoring its own
+      completions (not shipped yet)       1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
 
 ("Own draws": training.flow_loop.own_draws; "scoring its own completions":
 training.rollout_loop; the recipes are training.recipe.FLOW, FLOW_OWN and FLOW_ROLLOUT.)

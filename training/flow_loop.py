@@ -9,7 +9,7 @@ then FLOW_OWN, where from a random row of each image on the core reads the head'
 instead of the real rows (`own_draws`), and the targets stay the real next rows. A sampled
 completion reads nothing but its own rows, and a head that has only seen real ones lets their
 errors pile up down the image; reading its draws teaches it to land back on a real row.
-training.rollout_loop then scores whole sampled completions (FLOW_ROLLOUT).
+With `--rollout-epochs`, training.rollout_loop then scores whole sampled completions.
 """
 
 from __future__ import annotations

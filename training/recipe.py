@@ -187,6 +187,9 @@ class RolloutRecipe:
 # the flow loss on the real rows beside it. After FLOW and FLOW_OWN every judge's distance fell
 # again (CNN by 46% / 57%); four epochs did no better than two, and going on from FLOW alone,
 # without FLOW_OWN, was worse and speckled. Chosen by evaluation.sweep_sampler (docs/sampling.md).
+# Not part of `make train` yet (`python -m training.train --rollout-epochs 2` runs it): the head a
+# fresh clone's `make train` made with it failed export's sample parity check by one pixel (1.04e-4
+# against 1e-4, random images at temperature 2), and export kept the bundle before it.
 FLOW_ROLLOUT = RolloutRecipe(
     epochs=2,
     prompts=64,

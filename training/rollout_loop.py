@@ -1,6 +1,7 @@
-"""The flow head's last stage: scoring its own sampled completions with the energy score.
+"""A flow head's optional last stage: scoring its own sampled completions by the energy score.
 
-Run by `python -m training.train --head flow` after training.flow_loop's recipes. For a batch of
+Run by `python -m training.train --head flow --rollout-epochs 2` after training.flow_loop's
+recipes (off in `make train`: docs/sampling.md says why). For a batch of
 training images and a prompt length k drawn from `recipe.known_rows`, the frozen core reads the
 real rows above k; the head then samples `recipe.draws` completions of the next `recipe.window`
 rows exactly as sample.onnx does (its rows fed back to the core, 12 Euler steps each), and the

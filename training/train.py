@@ -74,7 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rollout-epochs",
         type=int,
-        help="override the epochs the flow head then scores its own completions (0: none)",
+        default=0,
+        help="epochs the flow head then scores its own completions (FLOW_ROLLOUT's are 2); off "
+        "by default: such a head failed export's sample parity check (docs/sampling.md)",
     )
     p.add_argument(
         "--core-from",
@@ -274,11 +276,12 @@ def run(args: argparse.Namespace, cell: str) -> int:
             if flow_recipe.epochs
             for epoch in train_flow(model, train_images, flow_recipe, args.seed, name, states)
         ]
-        rollout_recipe = FLOW_ROLLOUT.with_overrides(epochs=args.rollout_epochs)
-        meta["rollout_recipe"] = rollout_recipe.to_dict()
-        meta["rollout_history"] = train_rollout(
-            model, train_images, rollout_recipe, args.seed, name
-        )
+        if args.rollout_epochs:
+            rollout_recipe = FLOW_ROLLOUT.with_overrides(epochs=args.rollout_epochs)
+            meta["rollout_recipe"] = rollout_recipe.to_dict()
+            meta["rollout_history"] = train_rollout(
+                model, train_images, rollout_recipe, args.seed, name
+            )
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     if args.head == "cvae":
         metrics.update(test_bits(model, test_images.to(device)))
