@@ -35,8 +35,13 @@ from training.stages import checkpoint_saver, train_stages
 
 # What a training record says about its sampling head alone (the rest is about the core).
 SAMPLER_RECORDS = (
-    *("flow_recipe", "flow_recipes", "flow_history", "rollout_recipe", "rollout_history"),
-    *("latent_recipe", "latent_history"),
+    "flow_recipe",
+    "flow_recipes",
+    "flow_history",
+    "rollout_recipe",
+    "rollout_history",
+    "latent_recipe",
+    "latent_history",
 )
 
 # The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
