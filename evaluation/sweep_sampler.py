@@ -135,6 +135,12 @@ CANDIDATES = {
     ),
     "shipped-then-rollout-2-p64": going_on(None, rollout=FLOW_ROLLOUT),
     "shipped-then-rollout-4-p64": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(epochs=4)),
+    "shipped-then-rollout-2-steady-1e-3": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(steadiness=1e-3)
+    ),
+    "shipped-then-rollout-2-steady-1e-2": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(steadiness=1e-2)
+    ),
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
     ),

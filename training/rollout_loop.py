@@ -63,28 +63,56 @@ def rollout(
     window: int,
     draws: int,
     generator: torch.Generator,
+    nudge: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`draws` sampled completions (M, B, window, 28) of prompts (B, k, 28) at temperature 1,
-    as training.latent.sample draws them, differentiable in the head's weights."""
+    as training.latent.sample draws them, differentiable in the head's weights. With `nudge`
+    (B, 28), one more completion (index M) of the prompts with their last row moved by it, drawn
+    with draw 0's noise: chain_gain compares the two."""
     b = len(prompts)
     with torch.no_grad():
-        out, state = model.rnn(prompts)
-    h = out[:, -1].repeat(draws, 1)  # draw m of prompt i at m * B + i
-    if isinstance(state, tuple):  # an LSTM's (h, c)
-        state = tuple(s.repeat(1, draws, 1) for s in state)
-    else:
-        state = state.repeat(1, draws, 1)
-    row = prompts[:, -1].repeat(draws, 1)
-    one = torch.ones(b * draws, 1)
+        before = model.rnn(prompts[:, :-1])[1] if prompts.shape[1] > 1 else None
+        out, state = model.rnn(prompts[:, -1:], before)
+        h, row = out[:, -1].repeat(draws, 1), prompts[:, -1].repeat(draws, 1)
+        state = _repeat(state, draws)  # draw m of prompt i at m * B + i
+        if nudge is not None:
+            moved = prompts[:, -1] + nudge
+            out_moved, state_moved = model.rnn(moved[:, None], before)
+            h, row = torch.cat([h, out_moved[:, -1]]), torch.cat([row, moved])
+            state = _cat(state, state_moved)
+    one = torch.ones(len(h), 1)
     rows = []
     for t in range(window):
         noise = torch.randn(b * draws, contract.IMAGE_SIZE, generator=generator)
+        if nudge is not None:
+            noise = torch.cat([noise, noise[:b]])
         row = model.flow.sample_row(h, row, noise, one)
         rows.append(row)
         if t + 1 < window:
             out, state = model.rnn(row[:, None], state)
             h = out[:, 0]
-    return torch.stack(rows, 1).unflatten(0, (draws, b))
+    return torch.stack(rows, 1).unflatten(0, (len(h) // b, b))
+
+
+def _repeat(state, times: int):
+    """A core's state (an LSTM's (h, c) or a GRU's h, batch on axis 1) repeated `times` times."""
+    if isinstance(state, tuple):
+        return tuple(s.repeat(1, times, 1) for s in state)
+    return state.repeat(1, times, 1)
+
+
+def _cat(state, more):
+    """Two cores' states, batches joined."""
+    if isinstance(state, tuple):
+        return tuple(torch.cat([s, m], 1) for s, m in zip(state, more, strict=True))
+    return torch.cat([state, more], 1)
+
+
+def chain_gain(drawn: torch.Tensor, nudged: torch.Tensor, nudge: torch.Tensor) -> torch.Tensor:
+    """Per prompt, how far a completion (B, L, 28) moved, |nudged - drawn|, per unit of how far
+    its prompt's last row moved, |nudge| (B, 28): (B,). Rounding differences between runtimes
+    enter a sampled completion as such nudges, so this is the factor they grow by."""
+    return (nudged - drawn).flatten(1).norm(dim=1) / nudge.norm(dim=1)
 
 
 def rollout_epoch(
@@ -104,18 +132,29 @@ def rollout_epoch(
     steps = math.ceil(len(order) / recipe.prompts)
     low, high = recipe.known_rows
     bar = tqdm(range(steps), desc=desc, unit="batch", leave=False, dynamic_ncols=True)
-    totals = dict.fromkeys(("energy_score", "fit", "spread", "flow_loss"), 0.0)
+    named = ("energy_score", "fit", "spread", "flow_loss")
+    totals = dict.fromkeys(named + (("squared_gain",) if recipe.steadiness else ()), 0.0)
     start = time.perf_counter()
     for i in bar:
         x = images[order[i * recipe.prompts : (i + 1) * recipe.prompts]]
         k = int(torch.randint(low, high + 1, (), generator=generator))
         window = min(recipe.window, contract.IMAGE_SIZE - k)
-        drawn = rollout(model, x[:, :k], window, recipe.draws, generator)
+        nudge = None
+        if recipe.steadiness:
+            direction = torch.randn(len(x), contract.IMAGE_SIZE, generator=generator)
+            nudge = recipe.nudge * direction / direction.norm(dim=1, keepdim=True)
+        drawn = rollout(model, x[:, :k], window, recipe.draws, generator, nudge)
         above, real = x[:, k - 1], x[:, k : k + window]
+        if nudge is not None:
+            gain = chain_gain(drawn[0], drawn[-1], nudge)
+            drawn = drawn[:-1]
         score, fit, spread = energy_score(
             scored(drawn, above, recipe.vertical), scored(real, above, recipe.vertical)
         )
         loss = score.mean()
+        if nudge is not None:
+            loss = loss + recipe.steadiness * gain.pow(2).mean()
+            totals["squared_gain"] += float(gain.detach().pow(2).mean())
         flow = torch.zeros(())
         if recipe.flow_weight:
             with torch.no_grad():
@@ -127,7 +166,7 @@ def rollout_epoch(
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
         optimizer.step()
         schedule.step()
-        for key, value in zip(totals, (score.mean(), fit.mean(), spread.mean(), flow), strict=True):
+        for key, value in zip(named, (score.mean(), fit.mean(), spread.mean(), flow), strict=True):
             totals[key] += float(value.detach())
         bar.set_postfix(score=f"{totals['energy_score'] / (i + 1):.3f}")
     seconds = time.perf_counter() - start
@@ -163,8 +202,9 @@ def train_rollout(
         tqdm.write(
             f"{name} rollout epoch {epoch + 1}/{recipe.epochs} energy score "
             f"{stats['energy_score']:.4f} (fit {stats['fit']:.3f}, spread {stats['spread']:.3f}, "
-            f"flow loss {stats['flow_loss']:.3f}; {stats['prompts_per_s']:.0f} prompts/s, "
-            f"{seconds:.0f}s)"
+            f"flow loss {stats['flow_loss']:.3f}"
+            + (f", squared gain {stats['squared_gain']:.1f}" if "squared_gain" in stats else "")
+            + f"; {stats['prompts_per_s']:.0f} prompts/s, {seconds:.0f}s)"
         )
     model.rnn.requires_grad_(True)
     model.fc.requires_grad_(True)

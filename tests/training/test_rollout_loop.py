@@ -8,7 +8,7 @@ import torch
 from tests.conftest import tiny_flow_sampler
 from training.latent import sample
 from training.recipe import FLOW_ROLLOUT
-from training.rollout_loop import energy_score, rollout, scored, train_rollout
+from training.rollout_loop import chain_gain, energy_score, rollout, scored, train_rollout
 
 
 def test_the_energy_score_prefers_draws_from_the_real_rows_distribution() -> None:
@@ -65,6 +65,48 @@ def test_a_rollout_is_the_sampled_completion_given_the_same_noise() -> None:
         torch.testing.assert_close(drawn[m].detach(), want[:, k : k + window])
 
 
+def test_a_nudged_rollout_adds_draw_zero_of_the_prompt_with_its_last_row_moved() -> None:
+    model = tiny_flow_sampler()
+    images = torch.rand(3, 28, 28)
+    k, window, draws = 9, 6, 2
+    nudge = 0.01 * torch.randn(3, 28)
+    both = rollout(model, images[:, :k], window, draws, torch.Generator().manual_seed(5), nudge)
+    plain = rollout(model, images[:, :k], window, draws, torch.Generator().manual_seed(5))
+    assert both.shape == (draws + 1, 3, window, 28)
+    torch.testing.assert_close(both[:draws], plain)  # the draws take the same noise
+    moved = images[:, :k].clone()
+    moved[:, -1] += nudge
+    again = rollout(model, moved, window, draws, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(both[draws], again[0])
+    gain = chain_gain(both[0], both[draws], nudge)
+    want = (again[0] - plain[0]).flatten(1).norm(dim=1) / nudge.norm(dim=1)
+    torch.testing.assert_close(gain, want)
+
+
+def test_training_for_steadiness_lowers_the_chain_gain() -> None:
+    images = torch.rand(8, 28, 28)
+    nudge = 1e-3 * torch.nn.functional.normalize(torch.randn(8, 28), dim=1)
+
+    def gain(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            drawn = rollout(model, images[:, :10], 8, 2, torch.Generator().manual_seed(3), nudge)
+        return float(chain_gain(drawn[0], drawn[-1], nudge).pow(2).mean())
+
+    recipe = FLOW_ROLLOUT.with_overrides(
+        epochs=30, prompts=8, prompts_per_epoch=8, window=8, known_rows=(10, 10), lr=1e-2,
+        flow_weight=0.0,
+    )  # fmt: skip
+    gains = {}
+    for steadiness in (0.0, 300.0):
+        model = tiny_flow_sampler(steps=2)
+        history = train_rollout(
+            model, images, recipe.with_overrides(steadiness=steadiness), seed=0, name="tiny"
+        )
+        assert ("squared_gain" in history[0]) == bool(steadiness)
+        gains[steadiness] = gain(model)
+    assert gains[300.0] < 0.5 * gains[0.0], gains
+
+
 def test_the_score_reaches_rows_drawn_before_through_the_rows_fed_back() -> None:
     model = tiny_flow_sampler()
     fed: list[torch.Tensor] = []
@@ -108,6 +150,9 @@ def test_training_on_rollouts_lowers_the_energy_score() -> None:
 
 
 def test_a_rollout_recipe_refuses_what_it_cannot_score_at_once() -> None:
-    for bad in ({"draws": 1}, {"window": 0}, {"known_rows": (0, 9)}, {"known_rows": (9, 28)}):
+    for bad in (
+        {"draws": 1}, {"window": 0}, {"known_rows": (0, 9)}, {"known_rows": (9, 28)},
+        {"steadiness": -1.0}, {"nudge": 0.0},
+    ):  # fmt: skip
         with pytest.raises(ValueError, match="rollout recipe"):
             FLOW_ROLLOUT.with_overrides(**bad)
