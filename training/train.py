@@ -79,9 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rollout-epochs",
         type=int,
-        default=0,
-        help="epochs the flow head then scores its own completions (FLOW_ROLLOUT's are 2); off "
-        "by default: such a head failed export's sample parity check (docs/sampling.md)",
+        default=FLOW_ROLLOUT.epochs,
+        help=f"epochs the flow head then scores its own completions (0: none; default "
+        f"{FLOW_ROLLOUT.epochs})",
     )
     p.add_argument(
         "--core-from",
