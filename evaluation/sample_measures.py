@@ -329,5 +329,7 @@ def markdown(report: dict) -> str:
         "model's is the dequantization bound on its probability-flow ODE's density, solved with "
         f"{SOLVER_STEPS} steps, so an estimate of that bound (training.flow_bits):\n\n{bits}\n\n"
         "Largest |runtime - eager PyTorch| of the sampled completions at each k, same noise, "
-        f"temperature 1, on the split (evaluation.sample_runtimes): {gaps or 'none'}.\n"
+        f"temperature 1, on the split (evaluation.sample_runtimes; the contract allows "
+        f"{contract.SAMPLE_TOLERANCE:.3g} on a whole completion, {contract.STEP_TOLERANCE:g} on "
+        f"one step, and the float64 figure is float32 rounding alone): {gaps or 'none'}.\n"
     )

@@ -4,17 +4,23 @@ The same noise (rowgen.sampling.draw_noise, seed 0) and temperature 1 go to eage
 (training.latent.sample, the reference), sample.onnx and sample.ts, and to sample_step.onnx
 driven row by row (rowgen.stepping.sample_by_steps) in onnxruntime, all on the whole split; the
 ONNX reference evaluator, a pure-numpy interpreter, drives sample_step.onnx on the first
-REFERENCE_IMAGES only. Each figure is the largest |runtime - eager| over every pixel.
+REFERENCE_IMAGES only. Each figure is the largest |runtime - eager| over every pixel: the contract
+asks for SAMPLE_TOLERANCE on whole completions. Beside them, on the whole split: sample_step.onnx
+for one step from eager's own row and state at every row (STEP_TOLERANCE: nothing fed back), and
+eager PyTorch in float32 against the same model in float64, how far float32 rounding alone moves
+a sampled completion.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
 import onnx.reference
 import torch
 
+from export.validate_sample import eager_step, one_step_gaps
 from rowgen import contract, sessions
 from rowgen.bundle import Bundle
 from rowgen.sampling import draw_noise
@@ -41,10 +47,14 @@ def runtime_gaps(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) 
     whole = _stepper(whole, whole_names)
     stepper = _stepper(sessions.open_session(bundle.file(contract.SAMPLE_STEP_ONNX)), step_names)
     scripted = torch.jit.load(str(bundle.file(contract.SAMPLE_TS)))
+    eager, wide = eager_step(model), copy.deepcopy(model).double()
+    out_names = [s.name for s in contract.sample_step_outputs(config)]
     noise = draw_noise(NOISE_SEED, len(images), config.noise_dim)
+    one_step = f"{contract.SAMPLE_STEP_ONNX} one step from eager's row and state"
+    rounding = "eager float32 vs float64"
     worst = dict.fromkeys(
         [contract.SAMPLE_ONNX, contract.SAMPLE_TS, f"{contract.SAMPLE_STEP_ONNX} driven"], 0.0
-    )
+    ) | {one_step: 0.0, rounding: 0.0}
     for f in range(0, len(images), batch):
         part = slice(f, f + batch)
         n = len(images[part])
@@ -57,8 +67,13 @@ def runtime_gaps(bundle: Bundle, images: np.ndarray, k: int, batch: int = 1000) 
                 contract.SAMPLE_TS: scripted(*tensors).numpy(),
                 f"{contract.SAMPLE_STEP_ONNX} driven": sample_by_steps(stepper, config, *inputs),
             }
+            exact = sample(wide, *(t.double() if t.is_floating_point() else t for t in tensors))
         for name, values in got.items():
             worst[name] = max(worst[name], float(np.abs(values - want).max()))
+        worst[rounding] = max(worst[rounding], float((exact - torch.from_numpy(want)).abs().max()))
+        gaps: dict[str, float] = {}
+        sample_by_steps(one_step_gaps(eager, stepper, out_names, gaps), config, *inputs)
+        worst[one_step] = max(worst[one_step], *gaps.values())
     reference = onnx.reference.ReferenceEvaluator(str(bundle.file(contract.SAMPLE_STEP_ONNX)))
     n = min(REFERENCE_IMAGES, len(images))
     inputs = (images[:n], np.full(n, k, np.int64), noise[:n], np.ones(n, np.float32))

@@ -20,6 +20,12 @@ EVAL_KNOWN_ROWS = (7, 14, 21)  # the metrics every bundle reports: test_mse_k7, 
 OPSET = 17
 STEP_TOLERANCE = 1e-5  # max abs difference allowed between runtimes for step outputs
 COMPLETE_TOLERANCE = 1e-4  # ... and for `completed`
+# A sampled completion feeds every drawn row back, so float32 rounding (about 1e-7 a step) grows
+# along it by the sampler's gain: eager PyTorch in float32 is itself up to 1.9e-3 from the same
+# model in float64 on the test split (docs/contract.md). So runtimes must agree on one sampled
+# step (sample_step.onnx given the same row, state and noise) within STEP_TOLERANCE, and on a
+# whole sampled completion within 1/256, under one level of an 8-bit pixel (1/255).
+SAMPLE_TOLERANCE = 1 / 256
 
 # Files of a bundle folder `artifacts/<name>/`.
 MANIFEST = "manifest.json"
@@ -154,7 +160,7 @@ def as_data(config: ModelConfig) -> dict[str, object]:
             "inputs": specs(sample_step_inputs(config)),
             "outputs": specs(sample_step_outputs(config)),
         }
-        data["tolerance"]["sample"] = COMPLETE_TOLERANCE
+        data["tolerance"] |= {"sample": SAMPLE_TOLERANCE, "sample_step": STEP_TOLERANCE}
     return data
 
 

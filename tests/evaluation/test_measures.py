@@ -11,6 +11,7 @@ import torch
 from evaluation import baselines, classifier, sample_measures
 from evaluation.frechet import feature_stats, frechet_distance
 from evaluation.sweep_sampler import eager_sampler, teacher_forced_sampler
+from rowgen import contract
 from rowgen.bundle import open_bundle
 from tests.conftest import TINY_SAMPLER, tiny_flow_sampler
 
@@ -104,7 +105,9 @@ def test_sampling_report_on_tiny_bundles(tiny_sampler_bundles: Path, tmp_path: P
     gaps = report["runtimes_vs_eager_max_abs_diff"]["lstm-cvae"]
     assert list(gaps) == [f"k={k}" for k in sample_measures.SAMPLE_KS]
     for by_runtime in gaps.values():
-        assert len(by_runtime) == 4 and max(by_runtime.values()) <= 1e-4, gaps
+        assert len(by_runtime) == 6 and max(by_runtime.values()) <= 1e-4, gaps
+        one_step = by_runtime[f"{contract.SAMPLE_STEP_ONNX} one step from eager's row and state"]
+        assert 0 < one_step <= contract.STEP_TOLERANCE, gaps
     bits = report["likelihood_bits_per_pixel"]
     assert set(bits) == {"per-position histogram", "lstm-cvae"}
     assert (tmp_path / "lstm-cvae-samples.png").read_bytes()[:4] == b"\x89PNG"

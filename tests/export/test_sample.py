@@ -13,6 +13,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from export.errors import ParityError
 from export.validate_sample import validate_sample
 from export.writers import check_onnx, quiet_exporters
 from rowgen import contract
@@ -156,8 +157,29 @@ def test_mean_programs_of_a_stochastic_bundle_are_the_mean_head(
 
 def test_a_drifted_sample_program_is_caught(tiny_sampler_bundles: Path) -> None:
     other = tiny_sampler(seed=1)  # same shapes, other weights: parity must fail and say where
-    with pytest.raises(Exception, match=r"sample\.onnx: completed differs"):
+    with pytest.raises(ParityError, match=r"sample_step\.onnx, one step .*: next_row differs"):
         validate_sample(tiny_sampler_bundles / TINY_SAMPLER, other)
+
+
+def test_a_drift_too_small_to_see_in_a_whole_completion_is_caught_in_one_step(
+    tiny_sampler_bundles: Path,
+) -> None:
+    folder = tiny_sampler_bundles / TINY_SAMPLER
+    nudged = tiny_sampler()
+    with torch.no_grad():
+        nudged.rnn.bias_hh_l0.add_(3e-4)  # a program a little off, as a wrong kernel would be
+    session = ort.InferenceSession(
+        str(folder / contract.SAMPLE_ONNX), providers=["CPUExecutionProvider"]
+    )
+    image, known = _images(3), np.array([1, 9, 20])
+    noise, temperature = draw_noise(3, 3, 4), np.ones(3, np.float32)
+    got = _run(session, image, known, noise, temperature)
+    with torch.no_grad():
+        want = sample(nudged, *(torch.from_numpy(a) for a in (image, known, noise, temperature)))
+    gap = float(np.abs(got - want.numpy()).max())
+    assert contract.STEP_TOLERANCE < gap < contract.SAMPLE_TOLERANCE, gap  # passes as a whole
+    with pytest.raises(ParityError, match=r"one step from eager's row and state: \w+ differs"):
+        validate_sample(folder, nudged)
 
 
 def test_manifest_without_sample_file_is_refused(

@@ -100,6 +100,10 @@ def test_every_runtime_draws_the_same_sample(tiny_flow_bundles) -> None:
     parity = open_bundle(folder).manifest["parity"]
     for entry in (contract.SAMPLE_STEP_ONNX, "sample_step_reference_evaluator"):
         assert parity[entry]["max_abs_diff"]["completed"] <= contract.COMPLETE_TOLERANCE, entry
+    for entry in ("sample_step_one_step", "sample_step_one_step_reference_evaluator"):
+        gaps = parity[entry]["max_abs_diff"]
+        assert set(gaps) == {s.name for s in contract.sample_step_outputs(config)}, entry
+        assert max(gaps.values()) <= contract.STEP_TOLERANCE, entry
 
 
 def test_the_noise_alone_decides_a_flow_sample(tiny_flow_bundles) -> None:
