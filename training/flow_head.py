@@ -14,7 +14,8 @@ second stage uses it), `around_mean` (draw y - m(h), m the mean head's row from 
 copy of fc) and `skip` (the prediction is a linear guess from the row above plus the network's
 output, mixed with y by EDM's preconditioning). Every step is a smooth function of the noise,
 so runtimes that differ by float rounding differ in the row by about as much (no discrete
-choice to flip).
+choice to flip); over a whole completion the drawn rows are fed back and the difference grows
+(rowgen.contract.SAMPLE_TOLERANCE says how far).
 Temperature 0 starts every row at y_0 = 0: a deterministic completion. The state h and the row
 above enter through one projection per row, which all the steps of that row share; each step's
 time s is a constant, so its embedding folds away.
@@ -51,16 +52,17 @@ every (state, next row) pair; temperature 1):
     make train's head of those two stages 2.02 / 7.65  0.30 / 0.64  0.80 / 2.72  0.114 / 0.142
     ...   integrated with 20 Euler steps  1.33 / 4.48  0.26 / 0.46  0.71 / 1.81  (speckled: 1.11)
     then 2 epochs scoring its own
-      completions (not shipped yet)       1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
+      completions (shipped)               1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
+    ...   + a penalty on the chain's gain 1.22 / 5.61  0.23 / 0.47  0.54 / 1.68  0.115 / 0.141
 
 ("Own draws": training.flow_loop.own_draws; "scoring its own completions":
 training.rollout_loop; the recipes are training.recipe.FLOW, FLOW_OWN and FLOW_ROLLOUT.)
 
-On the whole test split (`make eval`): CNN 1.33 / 7.21 against the 10-NN sampler's 0.44 / 1.39
-(3.0x / 5.2x: the target, at most 1.5x, is not reached), PCA 0.18 / 0.52 against 0.12 / 0.49,
-MLP 0.21 / 1.96 against 0.30 / 1.13; diversity 0.115 / 0.142 against 0.107 / 0.132; sharpness
-1.095 / 1.097 of real's. Sampling earlier heads at temperature 1.1 helped only under the
-project's CNN, so the head samples at 1; docs/sampling.md has every reading.
+On the whole test split (`make eval`): CNN 0.54 / 2.44 against the 10-NN sampler's 0.44 / 1.39
+(1.22x / 1.75x: the target, at most 1.5x, is reached at k=14 only), PCA 0.096 / 0.23 against
+0.12 / 0.49, MLP 0.090 / 0.44 against 0.30 / 1.13; diversity 0.116 / 0.143 against 0.107 /
+0.132; sharpness 1.098 / 1.083 of real's. Sampling earlier heads at temperature 1.1 helped only
+under the project's CNN, so the head samples at 1; docs/sampling.md has every reading.
 """
 
 from __future__ import annotations
