@@ -76,14 +76,15 @@ def one_step_gaps(
     eager: StepFn, other: StepFn, names: list[str], worst: dict[str, float]
 ) -> StepFn:
     """A step function for rowgen.stepping that calls `eager` and `other` on the same inputs,
-    keeps the largest |other - eager| per output in `worst`, and goes on with eager's outputs:
-    driven over a completion, every step of `other` starts from eager's row and state."""
+    keeps the largest |other - eager| per output in `worst` (NaN once any step gave one), and goes
+    on with eager's outputs: driven over a completion, every step of `other` starts from eager's
+    row and state."""
 
     def step(*inputs: np.ndarray) -> list[np.ndarray]:
         want, got = eager(*inputs), other(*inputs)
         for name, a, b in zip(names, got, want, strict=True):
-            diff = float(np.max(np.abs(np.asarray(a, np.float64) - b)))
-            worst[name] = max(worst.get(name, 0.0), diff)
+            diff = np.max(np.abs(np.asarray(a, np.float64) - b))
+            worst[name] = float(np.maximum(worst.get(name, 0.0), diff))  # NaN stays NaN
         return want
 
     return step

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from export.errors import ParityError
-from export.validate_sample import validate_sample
+from export.validate_sample import one_step_gaps, validate_sample
 from export.writers import check_onnx, quiet_exporters
 from rowgen import contract
 from rowgen.bundle import BundleError, open_bundle
@@ -180,6 +180,22 @@ def test_a_drift_too_small_to_see_in_a_whole_completion_is_caught_in_one_step(
     assert contract.STEP_TOLERANCE < gap < contract.SAMPLE_TOLERANCE, gap  # passes as a whole
     with pytest.raises(ParityError, match=r"one step from eager's row and state: \w+ differs"):
         validate_sample(folder, nudged)
+
+
+def test_one_step_gaps_keep_the_largest_gap_and_any_nan() -> None:
+    answers = iter([[0.5, 0.0], [np.nan, 0.0], [0.0, 0.0]])
+    worst: dict[str, float] = {}
+    step = one_step_gaps(
+        lambda *inputs: [np.zeros(2, np.float32)],
+        lambda *inputs: [np.array(next(answers), np.float32)],
+        ["next_row"],
+        worst,
+    )
+    step()
+    assert worst == {"next_row": 0.5}
+    step()
+    step()  # a good step after a NaN must not hide it
+    assert math.isnan(worst["next_row"])
 
 
 def test_manifest_without_sample_file_is_refused(
