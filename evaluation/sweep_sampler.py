@@ -141,6 +141,9 @@ CANDIDATES = {
     "shipped-then-rollout-2-steady-1e-2": going_on(
         None, rollout=FLOW_ROLLOUT.with_overrides(steadiness=1e-2)
     ),
+    # Completions scored to the image's last row (window 27) or 21 rows deep, not 14.
+    "shipped-then-rollout-2-w27": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=27)),
+    "shipped-then-rollout-2-w21": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=21)),
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
     ),
