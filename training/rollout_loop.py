@@ -1,9 +1,9 @@
-"""A flow head's optional last stage: scoring its own sampled completions by the energy score.
+"""A flow head's last stage: scoring its own sampled completions by the energy score.
 
-Run by `python -m training.train --head flow --rollout-epochs 2` after training.flow_loop's
-recipes (off in `make train`: docs/sampling.md says why). For a batch of
-training images and a prompt length k drawn from `recipe.known_rows`, the frozen core reads the
-real rows above k; the head then samples `recipe.draws` completions of the next `recipe.window`
+Run by `make train` (`python -m training.train --head flow`, `--rollout-epochs` for other than
+FLOW_ROLLOUT's 2; 0 skips it) after training.flow_loop's recipes. For a batch of training
+images and a prompt length k drawn from `recipe.known_rows`, the frozen core reads the real rows
+above k; the head then samples `recipe.draws` completions of the next `recipe.window`
 rows exactly as sample.onnx does (its rows fed back to the core, 12 Euler steps each), and the
 whole completions are scored against the real rows by the energy score
 
@@ -17,7 +17,10 @@ loss sees, not a row-by-row stand-in for them. With `recipe.vertical`, the score
 holds each row's difference from the row above (scaled by it), which weighs row-to-row
 consistency; the score stays proper (the pixels are still in it). The flow-matching loss on the
 same images' real rows (`recipe.flow_weight`) keeps the head's per-row density, which the bits
-per pixel bound reads.
+per pixel bound reads. With `recipe.steadiness`, one more completion per prompt, its prompt's
+last row nudged and its noise draw 0's, adds the squared chain gain (chain_gain) to the loss:
+it makes completions move less with the rows above them, at a cost in realism that kept it out
+of the shipped recipe (docs/sampling.md).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from tqdm import tqdm
 
 from rowgen import contract
 from training.latent_loop import frozen_states
-from training.model import RowGenerator
+from training.model import RowGenerator, State
 from training.recipe import RolloutRecipe
 
 
@@ -94,14 +97,14 @@ def rollout(
     return torch.stack(rows, 1).unflatten(0, (len(h) // b, b))
 
 
-def _repeat(state, times: int):
+def _repeat(state: State, times: int) -> State:
     """A core's state (an LSTM's (h, c) or a GRU's h, batch on axis 1) repeated `times` times."""
     if isinstance(state, tuple):
         return tuple(s.repeat(1, times, 1) for s in state)
     return state.repeat(1, times, 1)
 
 
-def _cat(state, more):
+def _cat(state: State, more: State) -> State:
     """Two cores' states, batches joined."""
     if isinstance(state, tuple):
         return tuple(torch.cat([s, m], 1) for s, m in zip(state, more, strict=True))
@@ -111,7 +114,8 @@ def _cat(state, more):
 def chain_gain(drawn: torch.Tensor, nudged: torch.Tensor, nudge: torch.Tensor) -> torch.Tensor:
     """Per prompt, how far a completion (B, L, 28) moved, |nudged - drawn|, per unit of how far
     its prompt's last row moved, |nudge| (B, 28): (B,). Rounding differences between runtimes
-    enter a sampled completion as such nudges, so this is the factor they grow by."""
+    enter a sampled completion much as such nudges do, so this is roughly the factor they grow
+    by."""
     return (nudged - drawn).flatten(1).norm(dim=1) / nudge.norm(dim=1)
 
 
