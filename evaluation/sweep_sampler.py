@@ -144,6 +144,13 @@ CANDIDATES = {
     # Completions scored to the image's last row (window 27) or 21 rows deep, not 14.
     "shipped-then-rollout-2-w27": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=27)),
     "shipped-then-rollout-2-w21": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=21)),
+    # Shorter prompts only (more rows drawn per completion), or 8 draws of 32 prompts a batch.
+    "shipped-then-rollout-2-k4-14": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14))
+    ),
+    "shipped-then-rollout-2-d8-p32": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(draws=8, prompts=32)
+    ),
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
     ),
