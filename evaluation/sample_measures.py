@@ -9,7 +9,8 @@ bundle's complete.onnx (mean) and every stochastic bundle's sample.onnx (tempera
 - class agreement: the fraction of completions the classifier puts in the original's class;
 - diversity: mean absolute pixel difference of the generated rows between 8 samples of the same
   prompt, over every pair, on the first DIVERSITY_PROMPTS test images;
-- sharpness: mean |difference| of neighbouring generated pixels, over the real images' (1: real);
+- sharpness: mean |difference| of neighbouring generated pixels, over the real images' (1: real),
+  and its vertical half alone (row-to-row: streaks across the image show above 1);
 - likelihood: the bundle's test bound in bits per pixel of rows k..27 given the rows above,
   beside a per-position histogram of the 256 grey levels fitted on the training split;
 - runtime agreement: the largest difference between each sampling runtime and eager PyTorch
@@ -116,6 +117,7 @@ class Judge:
             "frechet": frechet_distance(*feature_stats(features), *self.real),
             "class_agreement": float(np.mean(predicted == labels)),
             "sharpness": sharpness(completed, k) / sharpness(self.images[: len(completed)], k),
+            "row_to_row": row_to_row(completed, self.images[: len(completed)], k),
         }
         for name, embed in self.others.items():
             stats = feature_stats(embed(completed))
@@ -133,13 +135,23 @@ def diversity(run: Sampler, images: np.ndarray, k: int) -> float:
     return float(total / (SAMPLES * (SAMPLES - 1) / 2))
 
 
-def sharpness(images: np.ndarray, k: int) -> float:
-    """Mean |difference| between horizontally and vertically neighbouring pixels of rows k..27:
-    a blurred completion scores below the real images, speckle above them."""
+def neighbour_differences(images: np.ndarray, k: int) -> tuple[float, float]:
+    """Mean |difference| between horizontally neighbouring pixels of rows k..27, and between
+    vertically neighbouring ones (each row against the row above it, within rows k..27)."""
     x = images[:, k:].astype(np.float64)
-    across = np.abs(np.diff(x, axis=2)).mean()
-    down = np.abs(np.diff(x, axis=1)).mean()
-    return float((across + down) / 2)
+    return float(np.abs(np.diff(x, axis=2)).mean()), float(np.abs(np.diff(x, axis=1)).mean())
+
+
+def sharpness(images: np.ndarray, k: int) -> float:
+    """Mean of neighbour_differences' two: a blurred completion scores below the real images,
+    speckle above them."""
+    return sum(neighbour_differences(images, k)) / 2
+
+
+def row_to_row(images: np.ndarray, real: np.ndarray, k: int) -> float:
+    """The vertical half of sharpness over the real images': above 1, the generated rows differ
+    from the row above more than real rows do (streaks across the image)."""
+    return neighbour_differences(images, k)[1] / neighbour_differences(real, k)[1]
 
 
 def per_position_bits(train: np.ndarray, images: np.ndarray, k: int) -> float:
@@ -222,6 +234,7 @@ def sampling_report(
                     "frechet": 0.0,
                     "class_agreement": float(np.mean(judge.predicted == labels)),
                     "sharpness": 1.0,
+                    "row_to_row": 1.0,
                     **{f"frechet_{name}": 0.0 for name in judge.others},
                     "diversity": None,
                 }
@@ -287,12 +300,13 @@ def markdown(report: dict) -> str:
         for key in first
         if key.startswith("frechet_") and key.endswith(suffix) and key != "frechet" + suffix
     ]
-    keys = ("frechet", *others, "class_agreement", "diversity", "sharpness")
+    keys = ("frechet", *others, "class_agreement", "diversity", "sharpness", "row_to_row")
     heads = {
         "frechet": "Fréchet CNN",
         "class_agreement": "class agreement",
         "diversity": "diversity",
         "sharpness": "sharpness / real",
+        "row_to_row": "row-to-row / real",
     } | {key: "Fréchet " + key.removeprefix("frechet_").upper() for key in others}
     table = markdown_table(
         ["method", "kind", *(f"{heads[key]} k={k}" for key in keys for k in ks)],
@@ -323,7 +337,8 @@ def markdown(report: dict) -> str:
         "class, the mean absolute pixel difference between "
         f"{SAMPLES} samples of one prompt ({report['diversity_prompts']} prompts), and the mean "
         "|difference| of neighbouring generated pixels over the real images' (sharpness; 1 is "
-        f"real).\n\n{table}\n\n"
+        "real) and its vertical half alone, each generated row against the row above it "
+        f"(row-to-row; above 1: streaks).\n\n{table}\n\n"
         "Test negative log-likelihood of rows k..27 given the rows above, bits per pixel: the "
         "histogram's is exact; a cvae model's is its evidence bound (one posterior draw); a flow "
         "model's is the dequantization bound on its probability-flow ODE's density, solved with "

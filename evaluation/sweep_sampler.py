@@ -9,8 +9,9 @@ training.flow_loop, then sampled in eager PyTorch on the first `--test` test ima
 Fréchet distance under three feature sets (the project's CNN, raw-pixel PCA and a briefly
 trained MLP: evaluation.second_features) to the whole test split's features, class agreement
 (project CNN), diversity (mean |a - b| between 8 samples of a prompt, first `--prompts`
-prompts) and sharpness (mean |difference| of neighbouring generated pixels over the real
-images'). Lives in evaluation/, not training/, because it judges with evaluation's classifier.
+prompts), sharpness (mean |difference| of neighbouring generated pixels over the real
+images') and its vertical half alone (row-to-row: above 1, streaks). Lives in evaluation/,
+not training/, because it judges with evaluation's classifier.
 `--teacher-forced` adds the bundle's head drawing every row given the real rows above it
 (nothing fed back). `--temperature` samples every model but the 10-NN sampler at that
 temperature; `--reuse` takes a candidate's weights from --out where an earlier run saved them
@@ -151,6 +152,20 @@ CANDIDATES = {
     "shipped-then-rollout-2-d8-p32": going_on(
         None, rollout=FLOW_ROLLOUT.with_overrides(draws=8, prompts=32)
     ),
+    # Prompts of 4-18 rows (between the two above); 4-14 with each row's difference from the
+    # row above also scored (RolloutRecipe.vertical), against streaks and speckle.
+    "shipped-then-rollout-2-k4-18": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 18))
+    ),
+    "shipped-then-rollout-2-k4-14-v1": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=1.0)
+    ),
+    "shipped-then-rollout-2-k4-14-v0.3": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=0.3)
+    ),
+    "shipped-then-rollout-2-k4-14-v0.5": going_on(
+        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=0.5)
+    ),
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
     ),
@@ -196,7 +211,8 @@ def teacher_forced_sampler(model: RowGenerator) -> sample_measures.Sampler:
 
 
 class Judge:
-    """Fréchet distance under each feature set, class agreement, diversity and sharpness."""
+    """Fréchet distance under each feature set, class agreement, diversity, sharpness and
+    row-to-row differences."""
 
     def __init__(self, train: np.ndarray, train_labels: np.ndarray, test: np.ndarray) -> None:
         self.net, _ = classifier.load()
@@ -221,6 +237,7 @@ class Judge:
             result[f"diversity_k{k}"] = sample_measures.diversity(run, images[:prompts], k)
             real = sample_measures.sharpness(images, k)
             result[f"sharpness_k{k}"] = sample_measures.sharpness(drawn, k) / real
+            result[f"row_to_row_k{k}"] = sample_measures.row_to_row(drawn, images, k)
         return result
 
 
@@ -266,10 +283,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def table(results: dict[str, dict]) -> str:
     keys = [
         *(f"fd_{f}_k{k}" for f in ("cnn", "pca", "mlp") for k in KS),
-        *(f"{m}_k{k}" for m in ("class_agreement", "diversity", "sharpness") for k in KS),
+        *(
+            f"{m}_k{k}"
+            for m in ("class_agreement", "diversity", "sharpness", "row_to_row")
+            for k in KS
+        ),
     ]
     rows = [
-        [name, sig(r.get("train_minutes"), 3), *(sig(r[key], 4) for key in keys)]
+        [name, sig(r.get("train_minutes"), 3), *(sig(r.get(key), 4) for key in keys)]
         for name, r in results.items()
     ]
     return markdown_table(["method", "train min", *keys], rows)

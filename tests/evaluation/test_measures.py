@@ -82,6 +82,19 @@ def test_per_position_bits_of_constant_and_uniform_pixels() -> None:
     assert sample_measures.per_position_bits(noise, noise[:50], 20) == pytest.approx(8.0, abs=0.3)
 
 
+def test_sharpness_splits_into_across_and_row_to_row() -> None:
+    real = np.zeros((3, 28, 28), np.float32)
+    real[:, :, ::2] = 1.0  # vertical stripes: every pair across differs, no pair down
+    streaks = np.zeros_like(real)
+    streaks[:, ::2] = 1.0  # horizontal stripes: the reverse
+    assert sample_measures.neighbour_differences(real, 14) == (1.0, 0.0)
+    assert sample_measures.neighbour_differences(streaks, 14) == (0.0, 1.0)
+    assert sample_measures.sharpness(real, 14) == sample_measures.sharpness(streaks, 14) == 0.5
+    half = streaks.copy()
+    half[:, 1::2] = 0.5  # rows alternate 1, 0.5: half the real row-to-row difference
+    assert sample_measures.row_to_row(half, streaks, 14) == pytest.approx(0.5)
+
+
 def test_sampling_report_on_tiny_bundles(tiny_sampler_bundles: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     train = rng.random((60, 28, 28), dtype=np.float32)
@@ -100,6 +113,7 @@ def test_sampling_report_on_tiny_bundles(tiny_sampler_bundles: Path, tmp_path: P
     for name, m in methods.items():
         for k in sample_measures.SAMPLE_KS:
             assert m[f"frechet_k{k}"] >= -1e-9 and 0 <= m[f"class_agreement_k{k}"] <= 1, name
+            assert m[f"row_to_row_k{k}"] > 0, name
     assert methods["lstm-cvae sample"]["diversity_k14"] > 0
     assert methods["10-NN mean"]["diversity_k14"] == 0
     gaps = report["runtimes_vs_eager_max_abs_diff"]["lstm-cvae"]
@@ -111,7 +125,8 @@ def test_sampling_report_on_tiny_bundles(tiny_sampler_bundles: Path, tmp_path: P
     bits = report["likelihood_bits_per_pixel"]
     assert set(bits) == {"per-position histogram", "lstm-cvae"}
     assert (tmp_path / "lstm-cvae-samples.png").read_bytes()[:4] == b"\x89PNG"
-    assert "## Sampled completions" in sample_measures.markdown({**report, "classifier": {}})
+    text = sample_measures.markdown({**report, "classifier": {}})
+    assert "## Sampled completions" in text and "row-to-row / real k=14" in text
 
 
 def test_teacher_forced_draws_keep_the_prompt_and_start_as_a_completion_does() -> None:
