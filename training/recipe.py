@@ -171,6 +171,9 @@ class RolloutRecipe:
     # per unit, when the prompt's last row moves by `nudge` in a random direction. 0: not measured.
     steadiness: float = 0.0
     nudge: float = 1e-3
+    # Weight of the one-row energy score (rollout_loop.row_draws): each row of the window also
+    # drawn `draws` times given the real rows above it and scored alone. 0: not drawn.
+    rows: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.known_rows
@@ -179,10 +182,10 @@ class RolloutRecipe:
                 f"rollout recipe: draws >= 2, window >= 1 and 1 <= known_rows <= 27, got "
                 f"{self.draws}, {self.window}, {self.known_rows}"
             )
-        if self.steadiness < 0 or self.nudge <= 0:
+        if self.steadiness < 0 or self.nudge <= 0 or self.rows < 0:
             raise ValueError(
-                f"rollout recipe: steadiness >= 0 and nudge > 0, got {self.steadiness}, "
-                f"{self.nudge}"
+                f"rollout recipe: steadiness >= 0, nudge > 0 and rows >= 0, got "
+                f"{self.steadiness}, {self.nudge}, {self.rows}"
             )
 
     def to_dict(self) -> dict[str, object]:

@@ -20,7 +20,10 @@ same images' real rows (`recipe.flow_weight`) keeps the head's per-row density, 
 per pixel bound reads. With `recipe.steadiness`, one more completion per prompt, its prompt's
 last row nudged and its noise draw 0's, adds the squared chain gain (chain_gain) to the loss:
 it makes completions move less with the rows above them, at a cost in realism that kept it out
-of the shipped recipe (docs/sampling.md).
+of the shipped recipe (docs/sampling.md). With `recipe.rows`, every row of the window is also
+drawn `recipe.draws` times given the *real* rows above it (row_draws) and each row is scored
+alone by the energy score, weighted by it: in 28 dimensions the score feels a row's spread
+about the row above more keenly than in a whole completion's.
 """
 
 from __future__ import annotations
@@ -97,6 +100,20 @@ def rollout(
     return torch.stack(rows, 1).unflatten(0, (len(h) // b, b))
 
 
+def row_draws(
+    head: torch.nn.Module,
+    h: torch.Tensor,
+    above: torch.Tensor,
+    draws: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """`draws` rows (M, B, L, 28) sampled at temperature 1, each given the core's state h
+    (B, L, H) after reading the real row `above` (B, L, 28) and the rows before it."""
+    noise = torch.randn(draws, *above.shape, generator=generator)
+    one = torch.ones(*above.shape[:-1], 1)
+    return head.sample_row(h.expand(draws, *h.shape), above.expand(draws, *above.shape), noise, one)
+
+
 def _repeat(state: State, times: int) -> State:
     """A core's state (an LSTM's (h, c) or a GRU's h, batch on axis 1) repeated `times` times."""
     if isinstance(state, tuple):
@@ -137,7 +154,10 @@ def rollout_epoch(
     low, high = recipe.known_rows
     bar = tqdm(range(steps), desc=desc, unit="batch", leave=False, dynamic_ncols=True)
     named = ("energy_score", "fit", "spread", "flow_loss")
-    totals = dict.fromkeys(named + (("squared_gain",) if recipe.steadiness else ()), 0.0)
+    extra = (("squared_gain",) if recipe.steadiness else ()) + (
+        ("row_score",) if recipe.rows else ()
+    )
+    totals = dict.fromkeys(named + extra, 0.0)
     start = time.perf_counter()
     for i in bar:
         x = images[order[i * recipe.prompts : (i + 1) * recipe.prompts]]
@@ -160,11 +180,18 @@ def rollout_epoch(
             loss = loss + recipe.steadiness * gain.pow(2).mean()
             totals["squared_gain"] += float(gain.detach().pow(2).mean())
         flow = torch.zeros(())
-        if recipe.flow_weight:
+        if recipe.flow_weight or recipe.rows:
             with torch.no_grad():
-                h = frozen_states(model, x).float()
+                h = frozen_states(model, x).float()  # h[:, t]: after reading rows 0..t
+        if recipe.flow_weight:
             flow = head.loss(h, x[:, :-1], x[:, 1:], weighting="row").mean()
             loss = loss + recipe.flow_weight * flow
+        if recipe.rows:
+            rows = slice(k - 1, k - 1 + window)
+            one_row = row_draws(head, h[:, rows], x[:, rows], recipe.draws, generator)
+            row_score = energy_score(one_row.flatten(1, 2), real.flatten(0, 1))[0].mean()
+            loss = loss + recipe.rows * row_score
+            totals["row_score"] += float(row_score.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
@@ -208,6 +235,7 @@ def train_rollout(
             f"{stats['energy_score']:.4f} (fit {stats['fit']:.3f}, spread {stats['spread']:.3f}, "
             f"flow loss {stats['flow_loss']:.3f}"
             + (f", squared gain {stats['squared_gain']:.1f}" if "squared_gain" in stats else "")
+            + (f", one-row score {stats['row_score']:.4f}" if "row_score" in stats else "")
             + f"; {stats['prompts_per_s']:.0f} prompts/s, {seconds:.0f}s)"
         )
     model.rnn.requires_grad_(True)

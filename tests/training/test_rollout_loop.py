@@ -6,9 +6,16 @@ import pytest
 import torch
 
 from tests.conftest import tiny_flow_sampler
-from training.latent import sample
+from training.latent import sample, top_states
 from training.recipe import FLOW_ROLLOUT
-from training.rollout_loop import chain_gain, energy_score, rollout, scored, train_rollout
+from training.rollout_loop import (
+    chain_gain,
+    energy_score,
+    rollout,
+    row_draws,
+    scored,
+    train_rollout,
+)
 
 
 def test_the_energy_score_prefers_draws_from_the_real_rows_distribution() -> None:
@@ -124,6 +131,56 @@ def test_the_score_reaches_rows_drawn_before_through_the_rows_fed_back() -> None
     assert all(float(row.grad.abs().sum()) > 0 for row in fed)
 
 
+def test_one_row_draws_are_sampled_rows_given_the_real_rows_above() -> None:
+    model = tiny_flow_sampler()
+    images = torch.rand(3, 28, 28)
+    k, window, draws = 9, 4, 2
+    with torch.no_grad():
+        h = top_states(model, images[:, :-1])
+        rows = slice(k - 1, k - 1 + window)
+        drawn = row_draws(
+            model.flow, h[:, rows], images[:, rows], draws, torch.Generator().manual_seed(4)
+        )
+    assert drawn.shape == (draws, 3, window, 28)
+    noise = torch.randn(draws, 3, window, 28, generator=torch.Generator().manual_seed(4))
+    for m in range(draws):
+        for j in range(window):
+            # Row k + j completed from its k + j real rows above, with that draw's noise.
+            full = torch.zeros(3, 27, 28)
+            full[:, k + j - 1] = noise[m, :, j]
+            with torch.no_grad():
+                want = sample(model, images, torch.full((3,), k + j), full, torch.ones(3))
+            torch.testing.assert_close(drawn[m, :, j], want[:, k + j], atol=1e-5, rtol=0)
+
+
+def test_training_with_the_one_row_score_lowers_it() -> None:
+    # Every image repeats one random row: given the real row above, the next row is that row.
+    images = torch.rand(8, 1, 28).expand(8, 28, 28).contiguous()
+    k, window = 10, 8
+
+    def row_score(model: torch.nn.Module) -> float:
+        with torch.no_grad():
+            h = top_states(model, images[:, :-1])
+            rows = slice(k - 1, k - 1 + window)
+            drawn = row_draws(model.flow, h[:, rows], images[:, rows], 8, torch.Generator())
+        real = images[:, k : k + window].flatten(0, 1)
+        return float(energy_score(drawn.flatten(1, 2), real)[0].mean())
+
+    recipe = FLOW_ROLLOUT.with_overrides(
+        epochs=30, prompts=8, prompts_per_epoch=8, window=window, known_rows=(k, k), lr=1e-2,
+        flow_weight=0.0,
+    )  # fmt: skip
+    scores = {}
+    for weight in (0.0, 30.0):
+        model = tiny_flow_sampler(steps=2)
+        torch.manual_seed(0)
+        history = train_rollout(model, images, recipe.with_overrides(rows=weight), 0, "tiny")
+        assert ("row_score" in history[0]) == bool(weight)
+        torch.manual_seed(1)
+        scores[weight] = row_score(model)
+    assert scores[30.0] < 0.9 * scores[0.0], scores
+
+
 def test_training_on_rollouts_lowers_the_energy_score() -> None:
     model = tiny_flow_sampler(steps=2)
     # A world of two images, a dark top over a left half and a light top over a right half:
@@ -152,7 +209,7 @@ def test_training_on_rollouts_lowers_the_energy_score() -> None:
 def test_a_rollout_recipe_refuses_what_it_cannot_score_at_once() -> None:
     for bad in (
         {"draws": 1}, {"window": 0}, {"known_rows": (0, 9)}, {"known_rows": (9, 28)},
-        {"steadiness": -1.0}, {"nudge": 0.0},
+        {"steadiness": -1.0}, {"nudge": 0.0}, {"rows": -1.0},
     ):  # fmt: skip
         with pytest.raises(ValueError, match="rollout recipe"):
             FLOW_ROLLOUT.with_overrides(**bad)
