@@ -88,6 +88,10 @@ def going_on(
     return Candidate(160, 12, "euler", recipe=recipe, start=start, rollout=rollout)
 
 
+# The rollout stage as first shipped (prompts of 4-24 rows, no one-row score): the runs named
+# "shipped-then-rollout-..." change it by their overrides.
+ROLLOUT_4_24 = FLOW_ROLLOUT.with_overrides(known_rows=(4, 24), rows=0.0)
+
 CANDIDATES = {
     "flow-128-e8-v": Candidate(128, 8, "euler", "velocity"),
     "flow-128-h4-v": Candidate(128, 4, "heun", "velocity"),
@@ -132,58 +136,58 @@ CANDIDATES = {
     # Scoring its own completions (training.rollout_loop) after the shipped head's stages.
     # ("shipped" here: the head of FLOW then FLOW_OWN, commit 399cdeb.)
     "shipped-then-rollout-2": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(prompts=32, lr=1e-4)
+        None, rollout=ROLLOUT_4_24.with_overrides(prompts=32, lr=1e-4)
     ),
-    "shipped-then-rollout-2-p64": going_on(None, rollout=FLOW_ROLLOUT),
-    "shipped-then-rollout-4-p64": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(epochs=4)),
+    "shipped-then-rollout-2-p64": going_on(None, rollout=ROLLOUT_4_24),
+    "shipped-then-rollout-4-p64": going_on(None, rollout=ROLLOUT_4_24.with_overrides(epochs=4)),
     "shipped-then-rollout-2-steady-1e-3": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(steadiness=1e-3)
+        None, rollout=ROLLOUT_4_24.with_overrides(steadiness=1e-3)
     ),
     "shipped-then-rollout-2-steady-1e-2": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(steadiness=1e-2)
+        None, rollout=ROLLOUT_4_24.with_overrides(steadiness=1e-2)
     ),
     # Completions scored to the image's last row (window 27) or 21 rows deep, not 14.
-    "shipped-then-rollout-2-w27": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=27)),
-    "shipped-then-rollout-2-w21": going_on(None, rollout=FLOW_ROLLOUT.with_overrides(window=21)),
+    "shipped-then-rollout-2-w27": going_on(None, rollout=ROLLOUT_4_24.with_overrides(window=27)),
+    "shipped-then-rollout-2-w21": going_on(None, rollout=ROLLOUT_4_24.with_overrides(window=21)),
     # Shorter prompts only (more rows drawn per completion), or 8 draws of 32 prompts a batch.
     "shipped-then-rollout-2-k4-14": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14))
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14))
     ),
     "shipped-then-rollout-2-d8-p32": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(draws=8, prompts=32)
+        None, rollout=ROLLOUT_4_24.with_overrides(draws=8, prompts=32)
     ),
     # Prompts of 4-18 rows (between the two above); 4-14 with each row's difference from the
     # row above also scored (RolloutRecipe.vertical), against streaks and speckle.
     "shipped-then-rollout-2-k4-18": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 18))
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 18))
     ),
     "shipped-then-rollout-2-k4-14-v1": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=1.0)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=1.0)
     ),
     "shipped-then-rollout-2-k4-14-v0.3": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=0.3)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=0.3)
     ),
     "shipped-then-rollout-2-k4-14-v0.5": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=0.5)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=0.5)
     ),
     "shipped-then-rollout-2-k4-14-v0.3-d8-p32": going_on(
         None,
-        rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), vertical=0.3, draws=8, prompts=32),
+        rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=0.3, draws=8, prompts=32),
     ),
     # The flow loss on real rows at a quarter of its weight beside the score.
     "shipped-then-rollout-2-k4-14-fw0.25": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), flow_weight=0.25)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), flow_weight=0.25)
     ),
     # Each row of the window also drawn given the real rows above it and scored alone
     # (RolloutRecipe.rows): the draws differ from the row above 1.22-1.27x as much as real rows.
     "shipped-then-rollout-2-k4-14-rows2": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), rows=2.0)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=2.0)
     ),
     "shipped-then-rollout-2-k4-14-rows8": going_on(
-        None, rollout=FLOW_ROLLOUT.with_overrides(known_rows=(4, 14), rows=8.0)
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0)
     ),
     "e12-then-rollout-4-p64": going_on(
-        None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT.with_overrides(epochs=4)
+        None, start="flow-160-e12-full-x2", rollout=ROLLOUT_4_24.with_overrides(epochs=4)
     ),
 }
 

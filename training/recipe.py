@@ -195,20 +195,23 @@ class RolloutRecipe:
 
 
 # Last, the head scores its own sampled completions (training.rollout_loop): 4 completions of the
-# next 14 rows of 64 prompts of 4-24 rows per batch, by the energy score over their pixels, with
-# the flow loss on the real rows beside it. After FLOW and FLOW_OWN every judge's distance fell
-# again (CNN by 46% / 57%); four epochs did no better than two, and going on from FLOW alone,
-# without FLOW_OWN, was worse and speckled. A penalty on the chain's gain (steadiness 1e-3, 1e-2)
-# cost much of the gain at k = 7 and did not bring the runtimes within 1e-4 on the whole split.
-# Chosen by evaluation.sweep_sampler (docs/sampling.md).
+# next 14 rows of 64 prompts of 4-14 rows per batch, by the energy score over their pixels, and
+# each of those rows drawn 4 times given the real rows above it, scored alone (weight 8), with
+# the flow loss on the real rows beside them. After FLOW and FLOW_OWN every judge's distance
+# fell again; prompts of 4-14 rows were nearer at k = 7 than 4-24, and the one-row score brought
+# the rows' steps from the row above nearer the real ones' (the streaks) and every distance down
+# again. Four epochs did no better than two; going on from FLOW alone, without FLOW_OWN, was
+# worse and speckled; a penalty on the chain's gain cost much of the gain at k = 7. Chosen by
+# evaluation.sweep_sampler (docs/sampling.md).
 FLOW_ROLLOUT = RolloutRecipe(
     epochs=2,
     prompts=64,
     prompts_per_epoch=60_000,
     draws=4,
     window=14,
-    known_rows=(4, 24),
+    known_rows=(4, 14),
     lr=2e-4,
     flow_weight=1.0,
     grad_clip=1.0,
+    rows=8.0,
 )

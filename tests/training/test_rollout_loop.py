@@ -101,7 +101,7 @@ def test_training_for_steadiness_lowers_the_chain_gain() -> None:
 
     recipe = FLOW_ROLLOUT.with_overrides(
         epochs=30, prompts=8, prompts_per_epoch=8, window=8, known_rows=(10, 10), lr=1e-2,
-        flow_weight=0.0,
+        flow_weight=0.0, rows=0.0,
     )  # fmt: skip
     gains = {}
     for steadiness in (0.0, 300.0):
@@ -168,7 +168,7 @@ def test_training_with_the_one_row_score_lowers_it() -> None:
 
     recipe = FLOW_ROLLOUT.with_overrides(
         epochs=30, prompts=8, prompts_per_epoch=8, window=window, known_rows=(k, k), lr=1e-2,
-        flow_weight=0.0,
+        flow_weight=0.0, rows=0.0,
     )  # fmt: skip
     scores = {}
     for weight in (0.0, 30.0):
@@ -197,7 +197,7 @@ def test_training_on_rollouts_lowers_the_energy_score() -> None:
 
     recipe = FLOW_ROLLOUT.with_overrides(
         epochs=80, prompts=2, prompts_per_epoch=2, window=6, known_rows=(14, 14), lr=1e-2,
-        flow_weight=0.0,
+        flow_weight=0.0, rows=0.0,
     )  # fmt: skip
     before = score()
     history = train_rollout(model, images, recipe, seed=0, name="tiny")
