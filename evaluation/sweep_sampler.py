@@ -186,6 +186,9 @@ CANDIDATES = {
     "shipped-then-rollout-2-k4-14-rows8": going_on(
         None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0)
     ),
+    "shipped-then-rollout-2-k4-14-rows16": going_on(
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=16.0)
+    ),
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=ROLLOUT_4_24.with_overrides(epochs=4)
     ),

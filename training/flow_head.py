@@ -52,16 +52,22 @@ every (state, next row) pair; temperature 1):
     make train's head of those two stages 2.02 / 7.65  0.30 / 0.64  0.80 / 2.72  0.114 / 0.142
     ...   integrated with 20 Euler steps  1.33 / 4.48  0.26 / 0.46  0.71 / 1.81  (speckled: 1.11)
     then 2 epochs scoring its own
-      completions (shipped)               1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
+      completions, prompts of 4-24 rows   1.09 / 3.26  0.22 / 0.35  0.59 / 1.13  0.116 / 0.143
     ...   + a penalty on the chain's gain 1.22 / 5.61  0.23 / 0.47  0.54 / 1.68  0.115 / 0.141
+    ...   prompts of 4-14 rows            1.07 / 2.70  0.24 / 0.34  0.56 / 0.91  (speckled: 1.11)
+    ...   4-14, + each row drawn given
+            the real rows above, scored
+            alone, weight 2               0.81 / 2.05  0.21 / 0.29  0.53 / 0.82  0.116 / 0.147
+    ...   the same, weight 8 (shipped)    0.72 / 1.91  0.21 / 0.28  0.55 / 0.94  0.112 / 0.146
 
 ("Own draws": training.flow_loop.own_draws; "scoring its own completions":
 training.rollout_loop; the recipes are training.recipe.FLOW, FLOW_OWN and FLOW_ROLLOUT.)
 
-On the whole test split (`make eval`): CNN 0.54 / 2.44 against the 10-NN sampler's 0.44 / 1.39
-(1.22x / 1.75x: the target, at most 1.5x, is reached at k=14 only), PCA 0.096 / 0.23 against
-0.12 / 0.49, MLP 0.090 / 0.44 against 0.30 / 1.13; diversity 0.116 / 0.143 against 0.107 /
-0.132; sharpness 1.098 / 1.083 of real's. Sampling earlier heads at temperature 1.1 helped only
+On the whole test split (`make eval`): CNN 0.29 / 1.30 against the 10-NN sampler's 0.44 / 1.39
+(0.66x / 0.93x), PCA 0.086 / 0.15 against 0.12 / 0.49, MLP 0.088 / 0.22 against 0.30 / 1.13:
+below the sampler under all three judges; diversity 0.113 / 0.145 against 0.107 / 0.132;
+sharpness 1.067 / 1.062 of real's (row to row 1.15 / 1.16); class agreement 1.2 / 4.8 points
+under the sampler's. Sampling earlier heads at temperature 1.1 helped only
 under the project's CNN, so the head samples at 1; docs/sampling.md has every reading.
 """
 
