@@ -170,14 +170,6 @@ CANDIDATES = {
     "shipped-then-rollout-2-k4-14-v0.5": going_on(
         None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=0.5)
     ),
-    "shipped-then-rollout-2-k4-14-v0.3-d8-p32": going_on(
-        None,
-        rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), vertical=0.3, draws=8, prompts=32),
-    ),
-    # The flow loss on real rows at a quarter of its weight beside the score.
-    "shipped-then-rollout-2-k4-14-fw0.25": going_on(
-        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), flow_weight=0.25)
-    ),
     # Each row of the window also drawn given the real rows above it and scored alone
     # (RolloutRecipe.rows): the draws differ from the row above 1.22-1.27x as much as real rows.
     "shipped-then-rollout-2-k4-14-rows2": going_on(

@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from rowgen import contract
+from training.flow_head import FlowHead
 from training.latent_loop import frozen_states
 from training.model import RowGenerator, State
 from training.recipe import RolloutRecipe
@@ -101,7 +102,7 @@ def rollout(
 
 
 def row_draws(
-    head: torch.nn.Module,
+    head: FlowHead,
     h: torch.Tensor,
     above: torch.Tensor,
     draws: int,
@@ -187,8 +188,10 @@ def rollout_epoch(
             flow = head.loss(h, x[:, :-1], x[:, 1:], weighting="row").mean()
             loss = loss + recipe.flow_weight * flow
         if recipe.rows:
-            rows = slice(k - 1, k - 1 + window)
-            one_row = row_draws(head, h[:, rows], x[:, rows], recipe.draws, generator)
+            window_above = slice(k - 1, k - 1 + window)  # states and rows above the window's
+            one_row = row_draws(
+                head, h[:, window_above], x[:, window_above], recipe.draws, generator
+            )
             row_score = energy_score(one_row.flatten(1, 2), real.flatten(0, 1))[0].mean()
             loss = loss + recipe.rows * row_score
             totals["row_score"] += float(row_score.detach())
