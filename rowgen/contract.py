@@ -21,7 +21,7 @@ OPSET = 17
 STEP_TOLERANCE = 1e-5  # max abs difference allowed between runtimes for step outputs
 COMPLETE_TOLERANCE = 1e-4  # ... and for `completed`
 # A sampled completion feeds every drawn row back, so float32 rounding (about 1e-7 a step) grows
-# along it by the sampler's gain: eager PyTorch in float32 is itself up to 4.2e-4 from the same
+# along it by the sampler's gain: eager PyTorch in float32 is itself up to 4.5e-4 from the same
 # model in float64 on the test split (the shipped head, k=1; docs/contract.md has more). So
 # runtimes must agree on one sampled step (sample_step.onnx given the same row, state and noise)
 # within STEP_TOLERANCE, and on a whole sampled completion within 1/256, under one level of an
