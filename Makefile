@@ -75,7 +75,7 @@ TRITON_ENV_STAMP := $(TRITON_ENV)/rowgen-triton-env.json
 # and the python backend's environment.
 TEST_DEPS := $(if $(shell command -v npm),$(WEB_NPM) $(NODE_NPM)) $(TRITONSERVER) $(TRITON_ENV_STAMP)
 
-.PHONY: help venv train export serve test test-all fuzz bench eval load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test install-times
+.PHONY: help venv train export serve test test-all fuzz bench eval class-drift load lint format clean triton triton-env triton-serve soak web course api api-ray classifier screenshots attack image image-test install-times
 
 help:  ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 20
@@ -147,6 +147,9 @@ classifier: $(STAMP)  ## the CNN whose features judge sampled completions
 
 eval: $(STAMP)  ## test-split quality of every bundle beside the baselines (artifacts/eval/)
 	$(BIN)/python -m evaluation.evaluate --artifacts $(ARTIFACTS) $(DATA_FLAG)
+
+class-drift: $(STAMP)  ## how far sampled completions wander from the prompt's class, row by row
+	$(BIN)/python -m evaluation.class_drift --bundle $(ARTIFACTS)/lstm $(DATA_FLAG)
 
 load: $(SERVE_STAMP)  ## the servers side by side under load (artifacts/bench/load.md)
 	$(BIN)/python -m bench.load --artifacts $(ARTIFACTS)
