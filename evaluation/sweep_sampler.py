@@ -184,6 +184,26 @@ CANDIDATES = {
     "e12-then-rollout-4-p64": going_on(
         None, start="flow-160-e12-full-x2", rollout=ROLLOUT_4_24.with_overrides(epochs=4)
     ),
+    # FLOW_ROLLOUT (one-row score) after fewer epochs reading the head's own draws, or none:
+    # those epochs' real targets for drawn rows above are where the streaks come from.
+    "e12-then-rollout-rows8": going_on(None, start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT),
+    # The core's state after each drawn completion scored against its state after the real rows.
+    "shipped-then-rollout-2-k4-14-rows8-state1": going_on(
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0, state=1.0)
+    ),
+    "shipped-then-rollout-2-k4-14-rows8-state4": going_on(
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0, state=4.0)
+    ),
+    # A linear class probe's reading of the core's state after each drawn completion, scored.
+    "shipped-then-rollout-2-k4-14-rows8-classes2": going_on(
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0, classes=2.0)
+    ),
+    "shipped-then-rollout-2-k4-14-rows8-classes8": going_on(
+        None, rollout=ROLLOUT_4_24.with_overrides(known_rows=(4, 14), rows=8.0, classes=8.0)
+    ),
+    "e12-then-own-12-then-rollout-rows8": going_on(
+        OWN_ROW.with_overrides(epochs=12), start="flow-160-e12-full-x2", rollout=FLOW_ROLLOUT
+    ),
 }
 
 
@@ -371,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
                 history = train_flow(model, train_images, recipe, 0, name, states)
                 trained["final_loss"] = history[-1]["flow_loss"]
             if c.rollout:
-                history = train_rollout(model, train_images, c.rollout, 0, name)
+                history = train_rollout(
+                    model, train_images, c.rollout, 0, name, train.labels[: args.train_limit]
+                )
                 trained["final_energy_score"] = history[-1]["energy_score"]
             trained["train_minutes"] = (time.perf_counter() - start) / 60
             args.out.mkdir(parents=True, exist_ok=True)

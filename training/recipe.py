@@ -174,6 +174,15 @@ class RolloutRecipe:
     # Weight of the one-row energy score (rollout_loop.row_draws): each row of the window also
     # drawn `draws` times given the real rows above it and scored alone. 0: not drawn.
     rows: float = 0.0
+    # Weight of the energy score of the core's state after reading each drawn completion against
+    # its state after the real rows (rollout_loop.read_states): the core's reading of a whole
+    # completion, which holds what kind of garment it is. 0: not read.
+    state: float = 0.0
+    # Weight of the class score: the energy score of a linear class probe's probabilities
+    # (training.class_probe, fitted on the core's states after real rows) for the core's state
+    # after each drawn completion, against the image's one-hot label (rollout_loop.class_probs).
+    # 0: no labels read.
+    classes: float = 0.0
 
     def __post_init__(self) -> None:
         low, high = self.known_rows
@@ -182,10 +191,11 @@ class RolloutRecipe:
                 f"rollout recipe: draws >= 2, window >= 1 and 1 <= known_rows <= 27, got "
                 f"{self.draws}, {self.window}, {self.known_rows}"
             )
-        if self.steadiness < 0 or self.nudge <= 0 or self.rows < 0:
+        weights = (self.steadiness, self.rows, self.state, self.classes)
+        if min(weights) < 0 or self.nudge <= 0:
             raise ValueError(
-                f"rollout recipe: steadiness >= 0, nudge > 0 and rows >= 0, got "
-                f"{self.steadiness}, {self.nudge}, {self.rows}"
+                f"rollout recipe: steadiness, rows, state and classes >= 0 and nudge > 0, got "
+                f"{self.steadiness}, {self.rows}, {self.state}, {self.classes} and {self.nudge}"
             )
 
     def to_dict(self) -> dict[str, object]:
@@ -201,7 +211,9 @@ class RolloutRecipe:
 # fell again; prompts of 4-14 rows were nearer at k = 7 than 4-24, and the one-row score brought
 # the rows' steps from the row above nearer the real ones' (the streaks) and every distance down
 # again. Four epochs did no better than two; going on from FLOW alone, without FLOW_OWN, was
-# worse and speckled; a penalty on the chain's gain cost much of the gain at k = 7. Chosen by
+# worse and speckled; a penalty on the chain's gain cost much of the gain at k = 7; scoring the
+# core's state after each completion (state), or a class probe's reading of it (classes), did not
+# move class agreement. Chosen by
 # evaluation.sweep_sampler (docs/sampling.md).
 FLOW_ROLLOUT = RolloutRecipe(
     epochs=2,

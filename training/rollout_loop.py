@@ -23,7 +23,16 @@ it makes completions move less with the rows above them, at a cost in realism th
 of the shipped recipe (docs/sampling.md). With `recipe.rows`, every row of the window is also
 drawn `recipe.draws` times given the *real* rows above it (row_draws) and each row is scored
 alone by the energy score, weighted by it: in 28 dimensions the score feels a row's spread
-about the row above more keenly than in a whole completion's.
+about the row above more keenly than in a whole completion's. With `recipe.state`, the frozen
+core also reads each drawn completion to its last row, and its state there is scored by the
+energy score against its state after the real rows (read_states): the core's summary of the
+whole image, in which a linear probe finds the class (evaluation.class_drift), so completions
+that drift from one kind of garment to another score worse there than in pixels. With
+`recipe.classes`, that state is read by a linear class probe (training.class_probe, fitted at the
+stage's start on the core's states after the real rows of the training images), and its
+probabilities are scored by the energy score against the image's one-hot label: proper for the
+label's distribution given the prompt, so it rewards completions that each settle on a class,
+as often as the prompt allows each, not completions that blur two.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import torch
 from tqdm import tqdm
 
 from rowgen import contract
+from training.class_probe import ClassProbe, fit_class_probe
 from training.flow_head import FlowHead
 from training.latent_loop import frozen_states
 from training.model import RowGenerator, State
@@ -101,6 +111,41 @@ def rollout(
     return torch.stack(rows, 1).unflatten(0, (len(h) // b, b))
 
 
+def read_states(model: RowGenerator, prompts: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+    """The core's output (M, B, H) after reading each prompt (B, k, 28) and then each of its
+    drawn completions (M, B, L, 28), differentiable in the drawn rows (the core stays frozen)."""
+    m, b = drawn.shape[:2]
+    with torch.no_grad():
+        state = _repeat(model.rnn(prompts)[1], m)  # read by every draw alike
+    out, _ = model.rnn(drawn.flatten(0, 1), state)  # (M * B, L, H), draw m of prompt i at m * B + i
+    return out[:, -1].unflatten(0, (m, b))
+
+
+def fit_window_probe(
+    model: RowGenerator,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    first: int,
+    generator: torch.Generator,
+    chunk: int = 5000,
+) -> ClassProbe:
+    """A class probe of the core's output after rows 1..r of each image, r drawn per image from
+    first..28: the depths at which the stage's completions end."""
+    depth = torch.randint(first, contract.IMAGE_SIZE + 1, (len(images),), generator=generator)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(images), chunk):
+            out, _ = model.rnn(images[start : start + chunk])  # (B, 28, H)
+            at = depth[start : start + chunk] - 1
+            parts.append(out[torch.arange(len(out)), at])
+    return fit_class_probe(torch.cat(parts), labels)
+
+
+def class_probs(probe: ClassProbe, states: torch.Tensor) -> torch.Tensor:
+    """The probe's class probabilities (..., C) for core outputs (..., H)."""
+    return torch.softmax(probe(states), dim=-1)
+
+
 def row_draws(
     head: FlowHead,
     h: torch.Tensor,
@@ -145,9 +190,12 @@ def rollout_epoch(
     recipe: RolloutRecipe,
     generator: torch.Generator,
     desc: str,
+    labels: torch.Tensor | None = None,
+    probe: ClassProbe | None = None,
 ) -> dict[str, float]:
     """One pass over `recipe.prompts_per_epoch` random images in batches of `recipe.prompts`;
-    the means of the energy score, its terms and the flow loss."""
+    the means of the energy score, its terms and the flow loss (and the class score, from the
+    images' `labels` read through `probe`, where the recipe weighs it)."""
     head = model.flow
     head.train()
     order = torch.randperm(len(images), generator=generator)[: recipe.prompts_per_epoch]
@@ -155,13 +203,17 @@ def rollout_epoch(
     low, high = recipe.known_rows
     bar = tqdm(range(steps), desc=desc, unit="batch", leave=False, dynamic_ncols=True)
     named = ("energy_score", "fit", "spread", "flow_loss")
-    extra = (("squared_gain",) if recipe.steadiness else ()) + (
-        ("row_score",) if recipe.rows else ()
+    extra = (
+        (("squared_gain",) if recipe.steadiness else ())
+        + (("row_score",) if recipe.rows else ())
+        + (("state_score",) if recipe.state else ())
+        + (("class_score",) if recipe.classes else ())
     )
     totals = dict.fromkeys(named + extra, 0.0)
     start = time.perf_counter()
     for i in bar:
-        x = images[order[i * recipe.prompts : (i + 1) * recipe.prompts]]
+        batch = order[i * recipe.prompts : (i + 1) * recipe.prompts]
+        x = images[batch]
         k = int(torch.randint(low, high + 1, (), generator=generator))
         window = min(recipe.window, contract.IMAGE_SIZE - k)
         nudge = None
@@ -195,6 +247,19 @@ def rollout_epoch(
             row_score = energy_score(one_row.flatten(1, 2), real.flatten(0, 1))[0].mean()
             loss = loss + recipe.rows * row_score
             totals["row_score"] += float(row_score.detach())
+        if recipe.state or recipe.classes:
+            read = read_states(model, x[:, :k], drawn)  # (M, B, H)
+        if recipe.state:
+            with torch.no_grad():
+                real_state = model.rnn(x[:, : k + window])[0][:, -1]  # (B, H), exact
+            state_score = energy_score(read, real_state)[0].mean()
+            loss = loss + recipe.state * state_score
+            totals["state_score"] += float(state_score.detach())
+        if recipe.classes:
+            onehot = torch.nn.functional.one_hot(labels[batch].long(), probe.linear.out_features)
+            class_score = energy_score(class_probs(probe, read), onehot.float())[0].mean()
+            loss = loss + recipe.classes * class_score
+            totals["class_score"] += float(class_score.detach())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
@@ -211,10 +276,28 @@ def rollout_epoch(
 
 
 def train_rollout(
-    model: RowGenerator, train_images: torch.Tensor, recipe: RolloutRecipe, seed: int, name: str
+    model: RowGenerator,
+    train_images: torch.Tensor,
+    recipe: RolloutRecipe,
+    seed: int,
+    name: str,
+    labels: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train model.flow on its own completions for recipe.epochs with the core and the mean
-    head frozen; returns the per-epoch history."""
+    head frozen; returns the per-epoch history. A recipe with a class score needs the images'
+    `labels`."""
+    probe = None
+    if recipe.classes:
+        if labels is None or len(labels) != len(train_images):
+            raise ValueError(
+                "rollout recipe with a class score (classes > 0): pass the training images' "
+                "labels, one per image"
+            )
+        first = recipe.known_rows[0] + min(
+            recipe.window, contract.IMAGE_SIZE - recipe.known_rows[0]
+        )
+        probe_generator = torch.Generator().manual_seed(seed * 100_003 + 130_000)
+        probe = fit_window_probe(model, train_images, labels, first, probe_generator)
     model.rnn.requires_grad_(False)
     model.fc.requires_grad_(False)
     trained = [p for p in model.flow.parameters() if p.requires_grad]
@@ -230,7 +313,9 @@ def train_rollout(
         torch.manual_seed(seed * 100_003 + 120_000 + epoch)  # the flow loss's noise and times
         start = time.perf_counter()
         desc = f"{name} rollouts {epoch + 1}/{recipe.epochs}"
-        stats = rollout_epoch(model, train_images, optimizer, schedule, recipe, generator, desc)
+        stats = rollout_epoch(
+            model, train_images, optimizer, schedule, recipe, generator, desc, labels, probe
+        )
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "seconds": seconds, **stats})
         tqdm.write(
@@ -239,6 +324,8 @@ def train_rollout(
             f"flow loss {stats['flow_loss']:.3f}"
             + (f", squared gain {stats['squared_gain']:.1f}" if "squared_gain" in stats else "")
             + (f", one-row score {stats['row_score']:.4f}" if "row_score" in stats else "")
+            + (f", state score {stats['state_score']:.4f}" if "state_score" in stats else "")
+            + (f", class score {stats['class_score']:.4f}" if "class_score" in stats else "")
             + f"; {stats['prompts_per_s']:.0f} prompts/s, {seconds:.0f}s)"
         )
     model.rnn.requires_grad_(True)

@@ -284,8 +284,9 @@ def run(args: argparse.Namespace, cell: str) -> int:
         if args.rollout_epochs:
             rollout_recipe = FLOW_ROLLOUT.with_overrides(epochs=args.rollout_epochs)
             meta["rollout_recipe"] = rollout_recipe.to_dict()
+            train_labels = train.labels[: args.limit_train].to(device)  # read by a class score
             meta["rollout_history"] = train_rollout(
-                model, train_images, rollout_recipe, args.seed, name
+                model, train_images, rollout_recipe, args.seed, name, train_labels
             )
     metrics = evaluate(model, test_images, device)  # the whole test split, once
     if args.head == "cvae":

@@ -10,7 +10,10 @@ from training.latent import sample, top_states
 from training.recipe import FLOW_ROLLOUT
 from training.rollout_loop import (
     chain_gain,
+    class_probs,
     energy_score,
+    fit_window_probe,
+    read_states,
     rollout,
     row_draws,
     scored,
@@ -209,7 +212,68 @@ def test_training_on_rollouts_lowers_the_energy_score() -> None:
 def test_a_rollout_recipe_refuses_what_it_cannot_score_at_once() -> None:
     for bad in (
         {"draws": 1}, {"window": 0}, {"known_rows": (0, 9)}, {"known_rows": (9, 28)},
-        {"steadiness": -1.0}, {"nudge": 0.0}, {"rows": -1.0},
+        {"steadiness": -1.0}, {"nudge": 0.0}, {"rows": -1.0}, {"state": -1.0}, {"classes": -1.0},
     ):  # fmt: skip
         with pytest.raises(ValueError, match="rollout recipe"):
             FLOW_ROLLOUT.with_overrides(**bad)
+
+
+def test_read_states_is_the_core_reading_the_prompt_then_each_draw() -> None:
+    model = tiny_flow_sampler()
+    prompts, drawn = torch.rand(3, 9, 28), torch.rand(2, 3, 5, 28)
+    read = read_states(model, prompts, drawn)
+    assert read.shape == (2, 3, model.config.hidden)
+    for m in range(2):
+        with torch.no_grad():
+            out, _ = model.rnn(torch.cat([prompts, drawn[m]], 1))
+        torch.testing.assert_close(read[m], out[:, -1])
+
+
+def two_kinds(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images of two classes, told apart above row 14 by row 13 alone (0.4 or 0.6 grey) and
+    below it plainly: class 0 dark, class 1 light."""
+    images = torch.full((n, 28, 28), 0.5)
+    labels = torch.arange(n) % 2
+    images[:, 13] = 0.4 + 0.2 * labels[:, None]
+    images[labels == 1, 14:] = 1.0
+    images[labels == 0, 14:] = 0.0
+    return images, labels
+
+
+def test_the_window_probe_reads_the_class_from_the_core_after_the_rows() -> None:
+    model = tiny_flow_sampler()
+    images, labels = two_kinds(40)
+    probe = fit_window_probe(model, images, labels, 18, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out, _ = model.rnn(images)
+    assert torch.equal(probe.predict(out[:, 20]), labels)
+    probs = class_probs(probe, out[:, 20])
+    torch.testing.assert_close(probs.sum(-1), torch.ones(40))
+    assert not any(p.requires_grad for p in probe.parameters())
+
+
+def test_the_state_and_class_scores_need_what_they_read_and_move_the_head() -> None:
+    images, labels = two_kinds(8)
+    recipe = FLOW_ROLLOUT.with_overrides(
+        epochs=1, prompts=8, prompts_per_epoch=8, window=6, known_rows=(14, 14), lr=1e-2,
+        flow_weight=0.0, rows=0.0,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="pass the training images' labels"):
+        train_rollout(tiny_flow_sampler(), images, recipe.with_overrides(classes=1.0), 0, "tiny")
+    with pytest.raises(ValueError, match="one per image"):
+        train_rollout(
+            tiny_flow_sampler(), images, recipe.with_overrides(classes=1.0), 0, "t", labels[:3]
+        )
+
+    def trained(**weights: float) -> tuple[list[dict], torch.Tensor]:
+        model = tiny_flow_sampler(steps=2)
+        torch.manual_seed(0)
+        history = train_rollout(model, images, recipe.with_overrides(**weights), 0, "t", labels)
+        return history, torch.cat([p.detach().flatten() for p in model.flow.parameters()])
+
+    plain, before = trained()
+    assert not {"state_score", "class_score"} & set(plain[0])
+    for term, key in (("state", "state_score"), ("classes", "class_score")):
+        history, after = trained(**{term: 5.0})
+        assert history[0][key] > 0, history  # measured, and ...
+        assert not torch.allclose(before, after), term  # ... in the loss the head follows
