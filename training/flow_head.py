@@ -67,7 +67,8 @@ On the whole test split (`make eval`): CNN 0.29 / 1.30 against the 10-NN sampler
 (0.66x / 0.93x), PCA 0.086 / 0.15 against 0.12 / 0.49, MLP 0.088 / 0.22 against 0.30 / 1.13:
 below the sampler under all three judges; diversity 0.113 / 0.145 against 0.107 / 0.132;
 sharpness 1.067 / 1.062 of real's (row to row 1.15 / 1.16); class agreement 1.2 / 4.8 points
-under the sampler's. Sampling earlier heads at temperature 1.1 helped only
+under the sampler's (the draws wander from the prompt's class row by row: `make class-drift`).
+Sampling earlier heads at temperature 1.1 helped only
 under the project's CNN, so the head samples at 1; docs/sampling.md has every reading.
 """
 
