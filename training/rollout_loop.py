@@ -26,8 +26,8 @@ alone by the energy score, weighted by it: in 28 dimensions the score feels a ro
 about the row above more keenly than in a whole completion's. With `recipe.state`, the frozen
 core also reads each drawn completion to its last row, and its state there is scored by the
 energy score against its state after the real rows (read_states): the core's summary of the
-whole image, in which a linear probe finds the class (evaluation.class_drift), so completions
-that drift from one kind of garment to another score worse there than in pixels. With
+whole image, in which a linear probe finds the class (evaluation.class_drift), so a completion
+is also judged by what the core makes of it as a whole, not by its pixels alone. With
 `recipe.classes`, that state is read by a linear class probe (training.class_probe, fitted at the
 stage's start on the core's states after the real rows of the training images), and its
 probabilities are scored by the energy score against the image's one-hot label: proper for the
