@@ -35,8 +35,9 @@ def fit_class_probe(features: torch.Tensor, labels: torch.Tensor, seed: int = 0)
     """A probe of `labels` (N,) from `features` (N, D), fitted on all of them; its weights are
     left frozen (requires_grad False), so gradients through it reach only what it reads."""
     features = features.float()
-    torch.manual_seed(seed)
-    probe = ClassProbe(features.mean(0), features.std(0) + 1e-6, int(labels.max()) + 1)
+    with torch.random.fork_rng():  # the seed starts this probe alone, not the caller's draws
+        torch.manual_seed(seed)
+        probe = ClassProbe(features.mean(0), features.std(0) + 1e-6, int(labels.max()) + 1)
     opt = torch.optim.Adam(probe.parameters(), PROBE_LR, weight_decay=1e-5)
     for _ in range(PROBE_EPOCHS):
         opt.zero_grad()
