@@ -239,7 +239,9 @@ def teacher_forced_sampler(model: RowGenerator) -> sample_measures.Sampler:
         out = x.clone()
         rows = slice(k - 1, contract.IMAGE_SIZE - 1)  # states and rows above of rows k..27
         one = torch.ones(len(x), contract.IMAGE_SIZE - k, 1)
-        out[:, k:] = model.flow.sample_row(h[:, rows], x[:, rows], noise[:, rows], one)
+        head = model.flow  # a head with classes holds the one its prompt's state reads as
+        kind = head.decide(h[:, k - 1 : k]) if head.classes else None
+        out[:, k:] = head.sample_row(h[:, rows], x[:, rows], noise[:, rows], one, kind)
         return out.numpy()
 
     return run
@@ -269,6 +271,10 @@ class Judge:
                 result[f"fd_{name}_k{k}"] = frechet_distance(*stats, *self.real[name])
             predicted = classifier.embed(self.net, drawn)[1]
             result[f"class_agreement_k{k}"] = float(np.mean(predicted == labels))
+            for name, embed in self.embeds.items():
+                if hasattr(embed, "classify"):  # the second network's reading of the class
+                    agree = embed.classify(drawn) == labels
+                    result[f"class_agreement_{name}_k{k}"] = float(np.mean(agree))
             result[f"diversity_k{k}"] = sample_measures.diversity(run, images[:prompts], k)
             real = sample_measures.sharpness(images, k)
             result[f"sharpness_k{k}"] = sample_measures.sharpness(drawn, k) / real

@@ -82,9 +82,12 @@ def write_sample(
     inputs, outputs = contract.sample_inputs(config.noise_dim), contract.sample_outputs()
     write_onnx(program, example, inputs, outputs, config, folder / contract.SAMPLE_ONNX)
     write_torchscript(program, example, folder / contract.SAMPLE_TS)
+    held = ()  # a head that holds a class: its kind state and the row_known flag
+    if config.holds_kind:
+        held = (torch.full((b, config.flow_classes), 1 / config.flow_classes), torch.ones(b))
     write_onnx(
         SampleStep(model).eval(),
-        (*step_example, noise[:, 0], temperature),
+        (*step_example, *held, noise[:, 0], temperature),
         contract.sample_step_inputs(config),
         contract.sample_step_outputs(config),
         config,

@@ -118,32 +118,56 @@ class Complete(_Predictor):
 
 
 class _Sampler(_Predictor):
-    """Shared by SampleStep and Sample: the recurrent step, then a draw from the sampling head."""
+    """Shared by SampleStep and Sample: the recurrent step, then a draw from the sampling head.
+
+    A head that holds a class (sampler.classes > 0) carries `kind` (1, B, C) beside the state:
+    after reading a known row it decides it again from the new state, after a drawn row it keeps
+    it (one Where on an exact mask, so no runtime can flip the decision)."""
 
     def __init__(self, model: RowGenerator) -> None:
         super().__init__(model)
         self.sampler = copy.deepcopy(model.sampler)
+        self.classes = self.sampler.classes
 
     def draw(
-        self, row: torch.Tensor, state: State, noise: torch.Tensor, scale: torch.Tensor
-    ) -> tuple[torch.Tensor, State]:
-        """row (1, B, 28), noise (1, B, D), scale (1, B, 1) >= 0 -> drawn row (1, B, 28), state."""
+        self,
+        row: torch.Tensor,
+        state: State,
+        noise: torch.Tensor,
+        scale: torch.Tensor,
+        kind: torch.Tensor | None = None,
+        known: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, State, torch.Tensor | None]:
+        """row (1, B, 28), noise (1, B, D), scale (1, B, 1) >= 0, kind (1, B, C) and known
+        (1, B, 1) bool (row is a known row) -> drawn row (1, B, 28), state, kind."""
         _, state = self.rnn(row, state)
         h = state[0] if self.lstm else state  # (L, B, H)
         h = h if self.rnn.num_layers == 1 else h[-1:]  # (1, B, H): the top layer
-        return self.sampler.sample_row(h, row, noise, scale), state
+        if kind is not None:
+            kind = torch.where(known, self.sampler.decide(h), kind)
+        return self.sampler.sample_row(h, row, noise, scale, kind), state, kind
 
 
 class SampleStep(_Sampler):
-    """`sample_step.onnx`: (row, h[, c], noise_row, temperature) -> (next_row, h_out[, c_out])."""
+    """`sample_step.onnx`: (row, h[, c][, kind, row_known], noise_row, temperature) ->
+    (next_row, h_out[, c_out][, kind_out])."""
 
     def forward(self, row: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        *state, noise, temperature = inputs
+        count = 2 if self.lstm else 1
+        state, rest = inputs[:count], inputs[count:]
+        kind = known = None
+        if self.classes:
+            kind, row_known, *rest = rest
+            kind, known = kind[None], (row_known > 0.5)[None, :, None]  # (1, B, C), (1, B, 1)
+        noise, temperature = rest
         inner = tuple(s.transpose(0, 1) for s in state)  # (B, L, H) -> (L, B, H)
         scale = temperature.clamp(min=0.0)[None, :, None]  # (1, B, 1); negative acts as 0
-        drawn, new = self.draw(row[None], inner if self.lstm else inner[0], noise[None], scale)
+        drawn, new, kind = self.draw(
+            row[None], inner if self.lstm else inner[0], noise[None], scale, kind, known
+        )
         new = new if self.lstm else (new,)
-        return (drawn[0], *(s.transpose(0, 1) for s in new))
+        held = (kind[0],) if kind is not None else ()
+        return (drawn[0], *(s.transpose(0, 1) for s in new), *held)
 
 
 class Sample(_Sampler, Complete):
@@ -160,10 +184,11 @@ class Sample(_Sampler, Complete):
         draws = noise.transpose(0, 1).split(1)  # 27 x (1, B, D): the draw for row t + 1
         scale = temperature.clamp(min=0.0)[None, :, None]  # (1, B, 1); negative acts as 0
         state = self.zero_state(rows[0][0])
+        kind = image.new_zeros(1, image.shape[0], self.classes) if self.classes else None
         row = rows[0]
         done = [row]
         for t in range(contract.IMAGE_SIZE - 1):
-            drawn, state = self.draw(row, state, draws[t], scale)  # (1, B, 28)
+            drawn, state, kind = self.draw(row, state, draws[t], scale, kind, given[t])
             row = torch.where(given[t + 1], rows[t + 1], drawn)
             done.append(row)
         return torch.cat(done).transpose(0, 1)  # (B, 28, 28)

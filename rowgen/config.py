@@ -39,6 +39,7 @@ class ModelConfig:
     flow_width: int = 0
     flow_steps: int = 0
     flow_integrator: str = ""
+    flow_classes: int = 0
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -59,11 +60,13 @@ class ModelConfig:
         self._check_flow()
 
     def _check_flow(self) -> None:
-        sizes = {name: getattr(self, name) for name in FLOW_FIELDS}
+        sizes = {name: getattr(self, name) for name in (*FLOW_FIELDS, "flow_classes")}
         if self.head != "flow":
             if any(sizes.values()):
-                raise ValueError(f"{', '.join(FLOW_FIELDS)} need head 'flow', not {self.head!r}")
+                raise ValueError(f"{', '.join(sizes)} need head 'flow', not {self.head!r}")
             return
+        if self.flow_classes < 0:
+            raise ValueError(f"flow_classes must be >= 0 (0: none), got {self.flow_classes}")
         if self.noise_dim != FLOW_NOISE_DIM or self.flow_width < 1 or self.flow_steps < 1:
             raise ValueError(
                 f"head 'flow' needs noise_dim {FLOW_NOISE_DIM} (one draw per pixel), flow_width "
@@ -82,6 +85,11 @@ class ModelConfig:
         return self.cell == "lstm"
 
     @property
+    def holds_kind(self) -> bool:
+        """sample_step.onnx carries the class decided at the prompt (`kind`) as state."""
+        return self.flow_classes > 0
+
+    @property
     def stochastic(self) -> bool:
         """The model samples completions (ships sample.onnx beside the mean programs)."""
         return self.head in SAMPLING_HEADS
@@ -92,10 +100,12 @@ class ModelConfig:
         return self.cell if self.mode == "stream" else f"{self.cell}-{self.mode}"
 
     def to_dict(self) -> dict[str, object]:
-        """As data; a plain MSE model leaves out head and noise_dim, and every model but a
-        flow one the flow fields, so manifests and weights files of the older heads stay exactly
-        as they were."""
+        """As data; a plain MSE model leaves out head and noise_dim, every model but a flow one
+        the flow fields, and a flow head without classes flow_classes, so manifests and weights
+        files of the older heads stay exactly as they were."""
         data = asdict(self)
+        if not self.flow_classes:
+            del data["flow_classes"]
         if self.head != "flow":
             for name in FLOW_FIELDS:
                 del data[name]
@@ -106,7 +116,16 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ModelConfig:
         """Rebuild from a manifest or checkpoint; unknown keys are an error, not ignored."""
-        known = {"cell", "mode", "hidden", "layers", "head", "noise_dim", *FLOW_FIELDS}
+        known = {
+            "cell",
+            "mode",
+            "hidden",
+            "layers",
+            "head",
+            "noise_dim",
+            *FLOW_FIELDS,
+            "flow_classes",
+        }
         extra = set(data) - known
         if extra:
             raise ValueError(f"unknown model config keys: {sorted(extra)}")

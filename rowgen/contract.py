@@ -44,6 +44,10 @@ SAMPLE_FILES = (SAMPLE_ONNX, SAMPLE_TS, SAMPLE_STEP_ONNX)
 SAMPLE_STEPS = IMAGE_SIZE - 1  # noise slices: one per row that can be generated (rows 1..27)
 
 BATCH = "batch"  # the one dynamic axis, always first
+# sample_step.onnx of a head that holds a class: the class vector, carried as state, and the
+# flag that says whether the row a call reads is known (decide the class again) or drawn (keep it)
+KIND = "kind"
+ROW_KNOWN = "row_known"
 
 
 @dataclass(frozen=True)
@@ -101,20 +105,31 @@ def sample_outputs() -> list[TensorSpec]:
     return complete_outputs()
 
 
+def _kind_specs(config: ModelConfig, suffix: str) -> list[TensorSpec]:
+    """A head that holds a class carries it as state: `kind`, the class vector it draws with."""
+    if not config.holds_kind:
+        return []
+    return [TensorSpec(KIND + suffix, "float32", (BATCH, config.flow_classes))]
+
+
 def sample_step_inputs(config: ModelConfig) -> list[TensorSpec]:
-    """step.onnx's `row` and state, then this row's `noise_row` and `temperature`."""
+    """step.onnx's `row` and state (and `kind`, for a head that holds a class), then, for such a
+    head, `row_known`, then this row's `noise_row` and `temperature`."""
     row, *state = step_inputs(config)
+    known = [TensorSpec(ROW_KNOWN, "float32", (BATCH,))] if config.holds_kind else []
     return [
         row,
         *state,
+        *_kind_specs(config, ""),
+        *known,
         TensorSpec("noise_row", "float32", (BATCH, config.noise_dim)),
         TensorSpec("temperature", "float32", (BATCH,)),
     ]
 
 
 def sample_step_outputs(config: ModelConfig) -> list[TensorSpec]:
-    """A sampled `next_row` and the state after the step, named as step.onnx's."""
-    return step_outputs(config)
+    """A sampled `next_row` and the state after the step, named as step.onnx's (and `kind_out`)."""
+    return [*step_outputs(config), *_kind_specs(config, "_out")]
 
 
 def bundle_files(config: ModelConfig) -> tuple[str, ...]:
@@ -183,10 +198,17 @@ def program_specs(program: str, config: ModelConfig) -> tuple[list[TensorSpec], 
 STATEFUL_PROGRAMS = (STEP_ONNX, SAMPLE_STEP_ONNX)
 
 
-def state_pairs(config: ModelConfig) -> list[tuple[str, str]]:
+def state_inputs(config: ModelConfig, program: str = STEP_ONNX) -> list[TensorSpec]:
+    """The state inputs of a stateful program: those right after `row`, one per output after
+    `next_row` (`h`[, `c`], and sample_step.onnx's `kind` where it holds a class)."""
+    ins, outs = program_specs(program, config)
+    return ins[1 : len(outs)]
+
+
+def state_pairs(config: ModelConfig, program: str = STEP_ONNX) -> list[tuple[str, str]]:
     """(input, output) names of the state a stateful program passes on: (`h`, `h_out`), ..."""
-    ins, outs = step_inputs(config)[1:], step_outputs(config)[1:]
-    return [(i.name, o.name) for i, o in zip(ins, outs, strict=True)]
+    outs = program_specs(program, config)[1][1:]
+    return [(i.name, o.name) for i, o in zip(state_inputs(config, program), outs, strict=True)]
 
 
 # Serving names (Open Inference Protocol v2, Triton): model `<bundle>` runs complete.onnx and
@@ -221,6 +243,10 @@ _MEANINGS = {
     "temperature": "per image: 0 gives the deterministic completion, 1 samples the model",
     "noise_row": "standard normal draws for the row this call generates: slice t of "
     "sample.onnx's noise for the call that receives row t",
+    KIND: "the class vector the draws hold: decided from the state after each known row, then "
+    "kept; zeros at the top of the image",
+    ROW_KNOWN: "per image, 1 if `row` is a known (prompt) row, 0 if it was drawn: a known row "
+    "decides `kind` again from the new state, a drawn one keeps it",
 }
 _PURPOSES = {
     STEP_ONNX: "One recurrent step with explicit state. Start from zero state and feed rows 0, "
@@ -233,7 +259,9 @@ _PURPOSES = {
     "scaled by temperature, so the randomness is an input.",
     SAMPLE_STEP_ONNX: "One sampled row per call with explicit state, as step.onnx gives the mean: "
     "the call that receives row t and noise slice t returns a draw of row t+1 and the next state. "
-    "Feed the known rows, then each returned next_row; equal to sample.onnx driven row by row.",
+    "Feed the known rows, then each returned next_row; equal to sample.onnx driven row by row. "
+    "Where it takes `kind` and `row_known`, `kind` is state like `h`, and `row_known` says "
+    "whether `row` was known (1) or drawn (0).",
 }
 
 

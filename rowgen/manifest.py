@@ -40,6 +40,7 @@ _HEAD_TYPES = {"head": str, "noise_dim": int}
 _FLOW_TYPES = {"flow_width": int, "flow_steps": int, "flow_integrator": str}
 _ALL_CONFIG_KEYS = set(_CONFIG_TYPES) | set(_HEAD_TYPES)
 _FLOW_CONFIG_KEYS = _ALL_CONFIG_KEYS | set(_FLOW_TYPES)
+_CLASSES_TYPES = {"flow_classes": int}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -65,15 +66,21 @@ def _config(manifest: dict, where: str) -> ModelConfig:
     data = manifest.get("config")
     keys = set(data) if isinstance(data, dict) else set()
     # A plain model's config has the four base keys; a sampling model's adds its head's two, and
-    # a flow head its size and solver.
-    allowed = (set(_CONFIG_TYPES), _ALL_CONFIG_KEYS, _FLOW_CONFIG_KEYS)
+    # a flow head its size and solver, and one that holds a class its number of classes.
+    allowed = (
+        set(_CONFIG_TYPES),
+        _ALL_CONFIG_KEYS,
+        _FLOW_CONFIG_KEYS,
+        _FLOW_CONFIG_KEYS | set(_CLASSES_TYPES),
+    )
     if not isinstance(data, dict) or keys not in allowed:
         raise BundleError(
             f"{where}: config must be an object with keys {sorted(_CONFIG_TYPES)} "
             f"(and {sorted(_HEAD_TYPES)} for a sampling model, {sorted(_FLOW_TYPES)} too for a "
-            f"flow head), found {_kind(data) if not isinstance(data, dict) else sorted(data)}"
+            f"flow head, and {sorted(_CLASSES_TYPES)} for one that holds a class), found "
+            f"{_kind(data) if not isinstance(data, dict) else sorted(data)}"
         )
-    for key, kind in (_CONFIG_TYPES | _HEAD_TYPES | _FLOW_TYPES).items():
+    for key, kind in (_CONFIG_TYPES | _HEAD_TYPES | _FLOW_TYPES | _CLASSES_TYPES).items():
         value = data.get(key, kind())
         if not isinstance(value, kind) or isinstance(value, bool):
             raise BundleError(

@@ -177,8 +177,8 @@ class OrtModel:
         return self.sample_session.run(None, dict(zip(names, values, strict=True)))[0]
 
     def sample_step(self, row: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray]:
-        """One `sample_step.onnx` call on host arrays: (row, *state, noise_row, temperature)
-        -> (next_row, *state)."""
+        """One `sample_step.onnx` call on host arrays, its inputs in the contract's order: (row,
+        *state[, row_known], noise_row, temperature) -> (next_row, *state)."""
         ins, outs = contract.program_specs(contract.SAMPLE_STEP_ONNX, self.config)
         feeds = dict(zip([s.name for s in ins], (row, *inputs), strict=True))
         return self.sample_step_session.run([s.name for s in outs], feeds)

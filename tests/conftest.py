@@ -171,18 +171,26 @@ def tiny_sampler(hidden: int = 8, noise_dim: int = 4, seed: int = 0):
 
 
 TINY_FLOW = "lstm-flow"  # the flow-head bundle of `tiny_flow_bundles`
+TINY_HELD = "lstm-held"  # `tiny_sampler_bundles`' flow head, which holds a class as state
 
 
-def tiny_flow_sampler(hidden: int = 8, width: int = 16, steps: int = 3, seed: int = 0):
-    """A random-weight flow RowGenerator: a mean head plus a rectified-flow head (Heun)."""
+def tiny_flow_sampler(
+    hidden: int = 8, width: int = 16, steps: int = 3, seed: int = 0, classes: int = 3
+):
+    """A random-weight flow RowGenerator: a mean head plus a rectified-flow head (Heun) that
+    holds one of `classes` classes from the prompt on (its probe random too; 0: none)."""
     import torch
 
     from rowgen.config import FLOW_NOISE_DIM, ModelConfig
     from training.model import RowGenerator
 
     torch.manual_seed(seed)
-    config = ModelConfig("lstm", "stream", hidden, 1, "flow", FLOW_NOISE_DIM, width, steps, "heun")
-    return RowGenerator(config).eval()
+    flow = (width, steps, "heun", classes)
+    config = ModelConfig("lstm", "stream", hidden, 1, "flow", FLOW_NOISE_DIM, *flow)
+    model = RowGenerator(config).eval()
+    if classes:  # a probe that reads the state, so the class it decides differs by prompt
+        torch.nn.init.normal_(model.flow.probe.linear.weight, std=3.0)
+    return model
 
 
 @pytest.fixture(scope="session")
@@ -197,10 +205,16 @@ def tiny_flow_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_sampler_bundles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding one exported, parity-checked stochastic bundle and one plain one."""
+    """A folder holding two exported, parity-checked stochastic bundles (a cvae head, and a flow
+    head that holds a class, as the shipped one does) and one plain one."""
 
     def build(root: Path) -> None:
-        for name, model in ((TINY_SAMPLER, tiny_sampler()), ("gru", tiny_model("gru"))):
+        models = (
+            (TINY_SAMPLER, tiny_sampler()),
+            (TINY_HELD, tiny_flow_sampler()),
+            ("gru", tiny_model("gru")),
+        )
+        for name, model in models:
             export_tiny(model, root / name)
 
     return built_once(tmp_path_factory, "sampler-artifacts", build)

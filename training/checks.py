@@ -71,9 +71,9 @@ def model_config(
     layers: int,
     head: str = "mse",
     noise_dim: int = 0,
-    flow: tuple[int, int, str] = (0, 0, ""),
+    flow: tuple[int, int, str, int] = (0, 0, "", 0),
 ) -> ModelConfig:
-    """flow: (width, steps, integrator) of a flow head; zeros for the other heads."""
+    """flow: (width, steps, integrator, classes) of a flow head; zeros for the other heads."""
     try:
         return ModelConfig(cell, mode, hidden, layers, head, noise_dim, *flow)
     except ValueError as exc:

@@ -43,7 +43,8 @@ def flow_bits_per_pixel(
 ) -> float:
     """Estimated bound on -log2 P of rows known_rows..27 given the rows above, bits per pixel.
 
-    images (N, 28, 28) real test images; one dequantization draw per pixel (seeded).
+    images (N, 28, 28) real test images; one dequantization draw per pixel (seeded). A head that
+    holds a class scores every row given the class it decides after the prompt, as it samples.
     """
     head = model.flow.eval()
     h = top_states(model, images[:, :-1])[:, known_rows - 1 :]  # (N, R, H): h_t
@@ -53,7 +54,8 @@ def flow_bits_per_pixel(
     generator = torch.Generator().manual_seed(seed)
     u = torch.rand(rows.shape, generator=generator)
     x = (torch.round(rows * 255.0) + u) / 256.0  # a point inside each pixel's grey level
-    cond = head.condition(h, above).flatten(0, 1)
+    kind = head.decide(h[:, :1]) if head.classes else None  # (N, 1, C): held from the prompt
+    cond = head.condition(h, above, kind).flatten(0, 1)
     y1 = 2.0 * x - 1.0 - head.centre(h)  # a shift: no change of density
     log_p_y = _row_log_density(head, cond, y1.flatten(0, 1))
     log_p_x = log_p_y + size * math.log(2.0)  # y = 2 x - 1 stretches every pixel by 2

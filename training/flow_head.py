@@ -79,6 +79,7 @@ from torch import nn
 
 from rowgen import contract
 from rowgen.config import FLOW_INTEGRATORS
+from training.class_probe import ClassProbe
 
 TIME_FREQUENCIES = 8  # sin/cos features of s: enough for a field that changes smoothly in s
 PREDICTIONS = ("row", "velocity")
@@ -87,6 +88,12 @@ MIN_GAP = 0.05  # 1 - s below this is not divided by: the row prediction's veloc
 # With a skip: the spread (y units) of a row about the best linear guess from the row above, on
 # the training split (0.31). It sets how the prediction mixes y_s and the network's output.
 RESIDUAL_STD = 0.3
+# A head with classes samples holding softmax(probe(h) / CLASS_TEMPERATURE) of the prompt's last
+# state: sharpened, so the draws commit to the class the prompt most likely shows. Its rollout
+# stage trains with a softer one (RolloutRecipe.class_temperature, 0.3). On the whole test split,
+# sampling at 0.1 against 0.3 kept the class 0.6 points more often at k = 7 (under both
+# classifiers) for a higher distance there (docs/sampling.md has the trade).
+CLASS_TEMPERATURE = 0.1
 
 
 def _last(x: torch.Tensor) -> torch.Tensor:
@@ -119,9 +126,11 @@ class FlowHead(nn.Module):
         predicts: str = "row",
         around_mean: bool = False,
         skip: bool = False,
+        classes: int = 0,
     ) -> None:
         super().__init__()
         self.predicts = predicts
+        self.classes = classes
         if integrator not in FLOW_INTEGRATORS or steps < 1:
             raise ValueError(
                 f"flow head: integrator in {FLOW_INTEGRATORS} and steps >= 1, got "
@@ -145,6 +154,14 @@ class FlowHead(nn.Module):
         # network models only what the row above does not say, and at s near 1 the prediction is
         # y itself, not a copy of it through two nonlinear layers (EDM's preconditioning).
         self.guess = nn.Linear(size, size) if skip else None
+        # With classes, the class vector `kind` (C,) enters beside h and the row above: a one-hot
+        # label in training, the probe's reading of the prompt when drawing (decide). The probe
+        # is fitted by training.flow_loop.fit_kind_probe and stays frozen.
+        self.kind_in = nn.Linear(classes, width, bias=False) if classes else None
+        self.probe = None
+        if classes:
+            self.probe = ClassProbe(torch.zeros(hidden), torch.ones(hidden), classes)
+            self.probe.requires_grad_(False)
         if self.guess is not None:
             with torch.no_grad():
                 self.guess.weight.copy_(2.0 * torch.eye(size))  # pixels [0, 1] -> y [-1, 1]
@@ -214,10 +231,28 @@ class FlowHead(nn.Module):
             return trace
         return (trace - size) / gap
 
-    def condition(self, h: torch.Tensor, above: torch.Tensor) -> torch.Tensor:
-        """What a row's every step shares, from h (..., H) and the row above it (..., 28): their
-        projection (..., W), and with a skip the guess of the row in y units after it."""
+    def decide(self, h: torch.Tensor, temperature: float = CLASS_TEMPERATURE) -> torch.Tensor:
+        """The class vector (..., C) a state h (..., H) reads as: the probe's probabilities,
+        sharpened by `temperature`. Drawing, it is decided after the prompt's last row and
+        held for every drawn row (rowgen.stepping says how a runtime carries it)."""
+        if self.probe is None:
+            raise ValueError("flow head: decide() needs a head with classes")
+        return torch.softmax(self.probe(h) / temperature, dim=-1)
+
+    def condition(
+        self, h: torch.Tensor, above: torch.Tensor, kind: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What a row's every step shares, from h (..., H), the row above it (..., 28) and, for a
+        head with classes, the class vector `kind` (..., C): their projection (..., W), and with a
+        skip the guess of the row in y units after it."""
         shared = self.cond(h) + self.above(above)
+        if self.kind_in is not None:
+            if kind is None:
+                raise ValueError(
+                    f"flow head with {self.classes} classes: pass `kind` (a one-hot label in "
+                    "training, decide(h) of the prompt's last state when drawing)"
+                )
+            shared = shared + self.kind_in(kind)
         if self.guess is None:
             return shared
         return torch.cat([shared, self.guess(above)], dim=-1)
@@ -229,12 +264,14 @@ class FlowHead(nn.Module):
         rows: torch.Tensor,
         dequantize: bool = True,
         weighting: str = "velocity",
+        kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Flow-matching loss per row, (...,): |v(y_s, s, h) - (y_1 - y_0)|² summed over pixels.
 
         h (..., H) the state that read `above` (..., 28); rows (..., 28) the real next rows in
         [0, 1]; with `dequantize`, uniform noise within each 8-bit grey level, so the field
-        models a density over [0, 1]^28.
+        models a density over [0, 1]^28; kind (..., C) the images' one-hot labels, for a head
+        with classes.
         """
         if weighting not in WEIGHTINGS:
             raise ValueError(f"flow loss: weighting in {WEIGHTINGS}, got {weighting!r}")
@@ -245,18 +282,24 @@ class FlowHead(nn.Module):
         y0 = torch.randn_like(y1)
         s = torch.rand(y1.shape[:-1], device=y1.device)  # (...,)
         ys = (1.0 - s[..., None]) * y0 + s[..., None] * y1
-        v = self.velocity(ys, s, self.condition(h, above))
+        v = self.velocity(ys, s, self.condition(h, above, kind))
         loss = (v - (y1 - y0)).pow(2).sum(-1)
         if weighting == "row":  # |predicted row - row|², every time s weighted alike
             loss = loss * (1.0 - s).clamp(min=MIN_GAP).pow(2)
         return loss
 
     def sample_row(
-        self, h: torch.Tensor, above: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
+        self,
+        h: torch.Tensor,
+        above: torch.Tensor,
+        noise: torch.Tensor,
+        temperature: torch.Tensor,
+        kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One sampled row in [0, 1]: h (..., H) after reading `above` (..., 28), noise (..., 28)
-        standard normal, temperature broadcastable to (..., 1) and already >= 0."""
-        cond = self.condition(h, above)
+        standard normal, temperature broadcastable to (..., 1) and already >= 0; kind (..., C)
+        the class held (a head with classes)."""
+        cond = self.condition(h, above, kind)
         y = temperature * noise
         dt = 1.0 / self.steps
         for i in range(self.steps):
@@ -269,7 +312,11 @@ class FlowHead(nn.Module):
         return (0.5 * (y + self.centre(h) + 1.0)).clamp(0.0, 1.0)
 
     def __repr__(self) -> str:
-        return f"FlowHead(width={self.mid.in_features}, steps={self.steps}, {self.integrator})"
+        classes = f", {self.classes} classes" if self.classes else ""
+        return (
+            f"FlowHead(width={self.mid.in_features}, steps={self.steps}, {self.integrator}"
+            f"{classes})"
+        )
 
 
 def evaluations_per_row(head: FlowHead) -> int:

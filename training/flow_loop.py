@@ -10,6 +10,8 @@ instead of the real rows (`own_draws`), and the targets stay the real next rows.
 completion reads nothing but its own rows, and a head that has only seen real ones lets their
 errors pile up down the image; reading its draws teaches it to land back on a real row.
 With `--rollout-epochs`, training.rollout_loop then scores whole sampled completions.
+A head with classes (`--flow-classes`) first gets its class probe (fit_kind_probe), and every
+row it learns or draws here is given its image's one-hot label as the class vector.
 """
 
 from __future__ import annotations
@@ -21,9 +23,39 @@ import torch
 from tqdm import tqdm
 
 from rowgen import contract
+from training.class_probe import fit_class_probe
 from training.latent_loop import frozen_states
 from training.model import RowGenerator
 from training.recipe import FlowRecipe
+
+# The kind probe reads the core's state after 4..27 rows (the prompts the rollout stage trains
+# on and the evaluation judges start at 4) of this many training images: 6,000 read the class
+# as well as 12,000 did (docs/sampling.md).
+KIND_PROBE_IMAGES = 6000
+KIND_PROBE_FIRST_DEPTH = 4
+
+
+def fit_kind_probe(
+    model: RowGenerator, images: torch.Tensor, labels: torch.Tensor, seed: int
+) -> dict[str, float]:
+    """Fit model.flow's class probe (FlowHead.decide reads through it) on the frozen core's
+    states after KIND_PROBE_FIRST_DEPTH..27 rows of KIND_PROBE_IMAGES random training images;
+    returns its accuracy on them and the seconds it took."""
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(seed * 100_003 + 140_000)
+    chosen = torch.randperm(len(images), generator=generator)[:KIND_PROBE_IMAGES]
+    states = frozen_states(model, images[chosen])[:, KIND_PROBE_FIRST_DEPTH - 1 :].float()
+    depths = states.shape[1]
+    read = labels[chosen].long()[:, None].expand(-1, depths).flatten()
+    probe = fit_class_probe(states.flatten(0, 1), read, seed)
+    model.flow.probe.load_state_dict(probe.state_dict())
+    accuracy = float((probe.predict(states.flatten(0, 1)) == read).float().mean())
+    return {"kind_probe_accuracy": accuracy, "seconds": time.perf_counter() - start}
+
+
+def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """Labels (...,) -> float one-hot class vectors (..., classes): the `kind` of real rows."""
+    return torch.nn.functional.one_hot(labels.long(), classes).float()
 
 
 def flow_epoch(
@@ -36,10 +68,13 @@ def flow_epoch(
     recipe: FlowRecipe,
     generator: torch.Generator,
     desc: str,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, float]:
-    """One pass over `recipe.pairs_per_epoch` random (state, next row) pairs; the mean loss."""
+    """One pass over `recipe.pairs_per_epoch` random (state, next row) pairs; the mean loss.
+    labels (N,): the images' classes, pair i being of image i // 27 (a head with classes)."""
     head = model.flow
     head.train()
+    rows_per_image = contract.IMAGE_SIZE - 1
     order = torch.randperm(len(states), generator=generator)[: recipe.pairs_per_epoch]
     steps = math.ceil(len(order) / recipe.batch_size)
     bar = tqdm(range(steps), desc=desc, unit="batch", leave=False, dynamic_ncols=True)
@@ -47,7 +82,9 @@ def flow_epoch(
     for i in bar:
         index = order[i * recipe.batch_size : (i + 1) * recipe.batch_size]
         h = states[index].float()
-        loss = head.loss(h, above[index], rows[index], weighting=recipe.weighting).mean()
+        kind = None if labels is None else one_hot(labels[index // rows_per_image], head.classes)
+        loss = head.loss(h, above[index], rows[index], weighting=recipe.weighting, kind=kind)
+        loss = loss.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"], recipe.grad_clip)
@@ -66,6 +103,7 @@ def own_draws(
     states: torch.Tensor,
     rounds: int,
     seed: int,
+    labels: torch.Tensor | None = None,
     chunk: int = 2000,
 ) -> torch.Tensor:
     """Images whose rows from a random row r in 1..27 on are the head's own draws, (N, 28, 28).
@@ -74,7 +112,8 @@ def own_draws(
     errs as one sampled row does. Round j draws it from the state and row t of round j - 1's
     images, so errors pile up j rows deep, not all the way as in a whole sampled completion
     (where the real next row would no longer be a fair target). states (N, 27, H): the frozen
-    core's states of the real images.
+    core's states of the real images; labels (N,) their classes, given as the class vector to
+    a head with classes.
     """
     head = model.flow.eval()
     generator = torch.Generator().manual_seed(seed * 100_003 + 60_000)
@@ -88,7 +127,8 @@ def own_draws(
         for f in range(0, len(images), chunk):
             x, h = read[f : f + chunk], states[f : f + chunk].float()
             noise = torch.randn(x[:, 1:].shape, generator=generator)
-            drawn = head.sample_row(h, x[:, :-1], noise, torch.ones(*h.shape[:-1], 1))
+            kind = None if labels is None else one_hot(labels[f : f + chunk, None], head.classes)
+            drawn = head.sample_row(h, x[:, :-1], noise, torch.ones(*h.shape[:-1], 1), kind)
             out[f : f + chunk, 1:] = torch.where(
                 drawn_rows[f : f + chunk], drawn, images[f : f + chunk, 1:]
             )
@@ -103,12 +143,20 @@ def train_flow(
     seed: int,
     name: str,
     states: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train model.flow for recipe.epochs with the core frozen; returns per-epoch history, the
     first epoch's with `prepare_seconds` (the states and own draws computed before it).
 
-    states: the frozen core's (N, 27, H) states of train_images, when already computed.
+    states: the frozen core's (N, 27, H) states of train_images, when already computed; labels
+    (N,): their classes, which a head with classes needs.
     """
+    if model.flow.classes and (labels is None or len(labels) != len(train_images)):
+        raise ValueError(
+            f"a flow head with {model.flow.classes} classes trains on labelled rows: pass the "
+            "training images' labels, one per image"
+        )
+    labels = labels if model.flow.classes else None
     prepare_start = time.perf_counter()
     model.rnn.requires_grad_(False)
     model.fc.requires_grad_(False)
@@ -123,7 +171,7 @@ def train_flow(
     if states is None:
         states = frozen_states(model, read)
     if recipe.own_draws:  # a head trained already goes on, reading its own rows
-        read = own_draws(model, train_images, states, recipe.own_draws, seed)
+        read = own_draws(model, train_images, states, recipe.own_draws, seed, labels)
         states = frozen_states(model, read)
     states = states.flatten(0, 1)  # (N * 27, H): h_t
     above = read[:, :-1].reshape(-1, contract.IMAGE_SIZE)  # (N * 27, 28): row t
@@ -143,7 +191,9 @@ def train_flow(
         torch.manual_seed(seed * 100_003 + 90_000 + epoch)  # the path's noise and times
         start = time.perf_counter()
         desc = f"{name} flow {epoch + 1}/{recipe.epochs}"
-        stats = flow_epoch(model, states, above, rows, optimizer, schedule, recipe, generator, desc)
+        stats = flow_epoch(
+            model, states, above, rows, optimizer, schedule, recipe, generator, desc, labels
+        )
         seconds = time.perf_counter() - start
         history.append({"epoch": epoch, "seconds": seconds, **stats})
         if epoch == 0:

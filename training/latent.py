@@ -122,15 +122,21 @@ def sample(
 ) -> torch.Tensor:
     """Eager reference of `sample.onnx`: image (B, 28, 28), known_rows (B,), noise (B, 27, D),
     temperature (B,) -> completed (B, 28, 28). Row t + 1 uses noise[:, t]; known rows are copied.
+    A head with classes decides its class vector from the state after each known row, so the
+    one after the last known row is held for every drawn row.
     """
     k = clamp_known_rows(known_rows).to(image.device)[:, None]  # (B, 1)
     scale = sample_temperature(temperature)[:, None]  # (B, 1)
     state = model.init_state(image.shape[0])
+    sampler = model.sampler
+    kind = image.new_zeros(image.shape[0], sampler.classes) if sampler.classes else None
     row = image[:, 0]
     rows = [row]
     for t in range(contract.IMAGE_SIZE - 1):
         out, state = model.rnn(row[:, None], state)  # (B, 1, H)
-        drawn = model.sampler.sample_row(out[:, 0], row, noise[:, t], scale)  # (B, 28)
+        if kind is not None:  # row t was known: decide again
+            kind = torch.where(t < k, sampler.decide(out[:, 0]), kind)
+        drawn = sampler.sample_row(out[:, 0], row, noise[:, t], scale, kind)  # (B, 28)
         row = torch.where(t + 1 < k, image[:, t + 1], drawn)
         rows.append(row)
     return torch.stack(rows, dim=1)  # (B, 28, 28)

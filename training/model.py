@@ -46,6 +46,8 @@ class LatentHead(nn.Module):
     decoder    p(row_t+1 | h_t, z)  = 28 discretized logistics (mean, log_scale)
     """
 
+    classes = 0  # holds no class: sample_row's `kind` is not read
+
     def __init__(self, hidden: int, noise_dim: int) -> None:
         super().__init__()
         size = contract.IMAGE_SIZE
@@ -69,12 +71,18 @@ class LatentHead(nn.Module):
         return mean, log_scale.clamp(min=LOG_SCALE_MIN)
 
     def sample_row(
-        self, h: torch.Tensor, above: torch.Tensor, noise: torch.Tensor, temperature: torch.Tensor
+        self,
+        h: torch.Tensor,
+        above: torch.Tensor,
+        noise: torch.Tensor,
+        temperature: torch.Tensor,
+        kind: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One sampled row, clipped to [0, 1]: z = mu + temperature * sigma * noise, decoded.
 
         h (..., H), noise (..., D), temperature broadcastable to (..., 1), already >= 0. The row
-        `above` is not read (h summarises it): the argument keeps one interface for every head.
+        `above` and `kind` are not read (h summarises the row; this head holds no class): the
+        arguments keep one interface for every head.
         """
         mu, log_var = self.prior_params(h)
         z = mu + temperature * torch.exp(0.5 * log_var) * noise
@@ -94,12 +102,17 @@ class RowGenerator(nn.Module):
             self.latent = LatentHead(config.hidden, config.noise_dim)
         if config.head == "flow":
             self.flow = FlowHead(
-                config.hidden, config.flow_width, config.flow_steps, config.flow_integrator
+                config.hidden,
+                config.flow_width,
+                config.flow_steps,
+                config.flow_integrator,
+                classes=config.flow_classes,
             )
 
     @property
     def sampler(self) -> LatentHead | FlowHead:
-        """The head that draws rows: `sample_row(h, above, noise, temperature)` of either kind."""
+        """The head that draws rows: `sample_row(h, above, noise, temperature, kind)` of either
+        sort; `classes` > 0 where it holds a class (`kind`, FlowHead.decide)."""
         return self.flow if self.config.head == "flow" else self.latent
 
     def init_state(self, batch: int) -> State:

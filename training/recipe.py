@@ -183,6 +183,9 @@ class RolloutRecipe:
     # after each drawn completion, against the image's one-hot label (rollout_loop.class_probs).
     # 0: no labels read.
     classes: float = 0.0
+    # A head that holds a class draws here with softmax(probe(h) / class_temperature) of the
+    # prompt's state: softer than it samples with (training.flow_head.CLASS_TEMPERATURE).
+    class_temperature: float = 0.3
 
     def __post_init__(self) -> None:
         low, high = self.known_rows
@@ -192,10 +195,11 @@ class RolloutRecipe:
                 f"{self.draws}, {self.window}, {self.known_rows}"
             )
         weights = (self.steadiness, self.rows, self.state, self.classes)
-        if min(weights) < 0 or self.nudge <= 0:
+        if min(weights) < 0 or self.nudge <= 0 or self.class_temperature <= 0:
             raise ValueError(
-                f"rollout recipe: steadiness, rows, state and classes >= 0 and nudge > 0, got "
-                f"{self.steadiness}, {self.rows}, {self.state}, {self.classes} and {self.nudge}"
+                f"rollout recipe: steadiness, rows, state and classes >= 0, nudge and "
+                f"class_temperature > 0, got {self.steadiness}, {self.rows}, {self.state}, "
+                f"{self.classes}, {self.nudge} and {self.class_temperature}"
             )
 
     def to_dict(self) -> dict[str, object]:

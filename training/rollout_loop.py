@@ -33,6 +33,10 @@ stage's start on the core's states after the real rows of the training images), 
 probabilities are scored by the energy score against the image's one-hot label: proper for the
 label's distribution given the prompt, so it rewards completions that each settle on a class,
 as often as the prompt allows each, not completions that blur two.
+
+A head with classes draws every completion and every one-row draw here with the class vector
+decided from the state after the prompt (FlowHead.decide, at `recipe.class_temperature`),
+held, as sample.onnx does; its flow loss on the real rows is given the image's one-hot label.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from tqdm import tqdm
 
 from rowgen import contract
 from training.class_probe import ClassProbe, fit_class_probe
-from training.flow_head import FlowHead
+from training.flow_head import CLASS_TEMPERATURE, FlowHead
+from training.flow_loop import one_hot
 from training.latent_loop import frozen_states
 from training.model import RowGenerator, State
 from training.recipe import RolloutRecipe
@@ -81,34 +86,50 @@ def rollout(
     draws: int,
     generator: torch.Generator,
     nudge: torch.Tensor | None = None,
+    kind: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`draws` sampled completions (M, B, window, 28) of prompts (B, k, 28) at temperature 1,
     as training.latent.sample draws them, differentiable in the head's weights. With `nudge`
     (B, 28), one more completion (index M) of the prompts with their last row moved by it, drawn
-    with draw 0's noise: chain_gain compares the two."""
+    with draw 0's noise: chain_gain compares the two. kind (B, C): the class vector each
+    prompt's draws hold (prompt_kind), for a head with classes."""
     b = len(prompts)
     with torch.no_grad():
         before = model.rnn(prompts[:, :-1])[1] if prompts.shape[1] > 1 else None
         out, state = model.rnn(prompts[:, -1:], before)
         h, row = out[:, -1].repeat(draws, 1), prompts[:, -1].repeat(draws, 1)
         state = _repeat(state, draws)  # draw m of prompt i at m * B + i
+        held = None if kind is None else kind.repeat(draws, 1)
         if nudge is not None:
             moved = prompts[:, -1] + nudge
             out_moved, state_moved = model.rnn(moved[:, None], before)
             h, row = torch.cat([h, out_moved[:, -1]]), torch.cat([row, moved])
             state = _cat(state, state_moved)
+            held = None if kind is None else torch.cat([held, kind])
     one = torch.ones(len(h), 1)
     rows = []
     for t in range(window):
         noise = torch.randn(b * draws, contract.IMAGE_SIZE, generator=generator)
         if nudge is not None:
             noise = torch.cat([noise, noise[:b]])
-        row = model.flow.sample_row(h, row, noise, one)
+        row = model.flow.sample_row(h, row, noise, one, held)
         rows.append(row)
         if t + 1 < window:
             out, state = model.rnn(row[:, None], state)
             h = out[:, 0]
     return torch.stack(rows, 1).unflatten(0, (len(h) // b, b))
+
+
+@torch.no_grad()
+def prompt_kind(
+    model: RowGenerator, prompts: torch.Tensor, temperature: float = CLASS_TEMPERATURE
+) -> torch.Tensor | None:
+    """The class vector (B, C) a head with classes holds for prompts (B, k, 28): decided from the
+    core's state after their last row, sharpened by `temperature`. None for a head without
+    classes."""
+    if not model.flow.classes:
+        return None
+    return model.flow.decide(model.rnn(prompts)[0][:, -1], temperature)
 
 
 def read_states(model: RowGenerator, prompts: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
@@ -152,12 +173,16 @@ def row_draws(
     above: torch.Tensor,
     draws: int,
     generator: torch.Generator,
+    kind: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`draws` rows (M, B, L, 28) sampled at temperature 1, each given the core's state h
-    (B, L, H) after reading the real row `above` (B, L, 28) and the rows before it."""
+    (B, L, H) after reading the real row `above` (B, L, 28) and the rows before it; kind (B, C)
+    the class vector each image's rows hold (a head with classes)."""
     noise = torch.randn(draws, *above.shape, generator=generator)
     one = torch.ones(*above.shape[:-1], 1)
-    return head.sample_row(h.expand(draws, *h.shape), above.expand(draws, *above.shape), noise, one)
+    held = None if kind is None else kind[:, None, :]
+    h, above = h.expand(draws, *h.shape), above.expand(draws, *above.shape)
+    return head.sample_row(h, above, noise, one, held)
 
 
 def _repeat(state: State, times: int) -> State:
@@ -220,7 +245,8 @@ def rollout_epoch(
         if recipe.steadiness:
             direction = torch.randn(len(x), contract.IMAGE_SIZE, generator=generator)
             nudge = recipe.nudge * direction / direction.norm(dim=1, keepdim=True)
-        drawn = rollout(model, x[:, :k], window, recipe.draws, generator, nudge)
+        kind = prompt_kind(model, x[:, :k], recipe.class_temperature)
+        drawn = rollout(model, x[:, :k], window, recipe.draws, generator, nudge, kind)
         above, real = x[:, k - 1], x[:, k : k + window]
         if nudge is not None:
             gain = chain_gain(drawn[0], drawn[-1], nudge)
@@ -237,12 +263,13 @@ def rollout_epoch(
             with torch.no_grad():
                 h = frozen_states(model, x).float()  # h[:, t]: after reading rows 0..t
         if recipe.flow_weight:
-            flow = head.loss(h, x[:, :-1], x[:, 1:], weighting="row").mean()
+            label = None if kind is None else one_hot(labels[batch, None], head.classes)
+            flow = head.loss(h, x[:, :-1], x[:, 1:], weighting="row", kind=label).mean()
             loss = loss + recipe.flow_weight * flow
         if recipe.rows:
             window_above = slice(k - 1, k - 1 + window)  # states and rows above the window's
             one_row = row_draws(
-                head, h[:, window_above], x[:, window_above], recipe.draws, generator
+                head, h[:, window_above], x[:, window_above], recipe.draws, generator, kind
             )
             row_score = energy_score(one_row.flatten(1, 2), real.flatten(0, 1))[0].mean()
             loss = loss + recipe.rows * row_score
@@ -284,8 +311,13 @@ def train_rollout(
     labels: torch.Tensor | None = None,
 ) -> list[dict]:
     """Train model.flow on its own completions for recipe.epochs with the core and the mean
-    head frozen; returns the per-epoch history. A recipe with a class score needs the images'
-    `labels`."""
+    head frozen; returns the per-epoch history. A recipe with a class score, and a head with
+    classes, need the images' `labels`."""
+    if model.flow.classes and (labels is None or len(labels) != len(train_images)):
+        raise ValueError(
+            f"a flow head with {model.flow.classes} classes trains on labelled rows: pass the "
+            "training images' labels, one per image"
+        )
     probe = None
     if recipe.classes:
         if labels is None or len(labels) != len(train_images):

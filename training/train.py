@@ -25,7 +25,7 @@ from rowgen.config import CELLS, FLOW_INTEGRATORS, FLOW_NOISE_DIM, HEADS, MODES
 from rowgen.datasets import CLASS_NAMES
 from training import checkpoint, checks, data, host, plots
 from training.checkpoint import GRID_PNG, LOSS_PNG, TRAINING_JSON
-from training.flow_loop import train_flow
+from training.flow_loop import fit_kind_probe, train_flow
 from training.latent_loop import frozen_states, test_bits, train_latent
 from training.loop import evaluate
 from training.model import RowGenerator, complete
@@ -37,6 +37,7 @@ from training.stages import checkpoint_saver, train_stages
 SAMPLER_RECORDS = (
     "flow_recipe",
     "flow_recipes",
+    "kind_probe",
     "flow_history",
     "rollout_recipe",
     "rollout_history",
@@ -44,7 +45,8 @@ SAMPLER_RECORDS = (
     "latent_history",
 )
 
-# The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md).
+# The flow head's shape: chosen by evaluation.sweep_sampler (docs/sampling.md). By default it
+# holds one of the dataset's classes, decided at the prompt (training.flow_head.FlowHead.decide).
 FLOW_WIDTH, FLOW_STEPS, FLOW_INTEGRATOR = 160, 12, "euler"
 
 
@@ -69,6 +71,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--flow-steps", type=int, default=FLOW_STEPS, help="flow head's solver steps")
     p.add_argument(
         "--flow-integrator", choices=FLOW_INTEGRATORS, default=FLOW_INTEGRATOR, help="flow solver"
+    )
+    p.add_argument(
+        "--flow-classes",
+        type=int,
+        help="classes the flow head holds from the prompt on (0: none; default: the dataset's)",
     )
     p.add_argument("--flow-epochs", type=int, help="override the flow stage's epochs")
     p.add_argument(
@@ -173,10 +180,11 @@ def train_one(args: argparse.Namespace, cell: str) -> int:
 def run(args: argparse.Namespace, cell: str) -> int:
     stochastic = args.head != "mse"
     noise_dim = {"mse": 0, "cvae": args.noise_dim, "flow": FLOW_NOISE_DIM}[args.head]
-    flow = (args.flow_width, args.flow_steps, args.flow_integrator)
+    classes = len(CLASS_NAMES[args.dataset]) if args.flow_classes is None else args.flow_classes
+    flow = (args.flow_width, args.flow_steps, args.flow_integrator, classes)
     config = checks.model_config(
         cell, args.mode, args.hidden, args.layers, args.head, noise_dim,
-        flow if args.head == "flow" else (0, 0, ""),
+        flow if args.head == "flow" else (0, 0, "", 0),
     )  # fmt: skip
     recipe: Recipe = default_stages(args.mode)[0].with_overrides(
         epochs=args.epochs,
@@ -274,17 +282,22 @@ def run(args: argparse.Namespace, cell: str) -> int:
             "own draws": FLOW_OWN.with_overrides(epochs=args.flow_own_epochs),
         }
         meta["flow_recipes"] = {reads: r.to_dict() for reads, r in flow_recipes.items()}
+        train_labels = train.labels[: args.limit_train].to(device)  # the class the head holds
+        if config.flow_classes:
+            meta["kind_probe"] = fit_kind_probe(model, train_images, train_labels, args.seed)
+            print(f"{name} kind probe: {meta['kind_probe']['kind_probe_accuracy']:.3f} accurate")
         states = frozen_states(model, train_images)  # the core's, on real rows: both recipes'
         meta["flow_history"] = [
             {"reads": reads, **epoch}
             for reads, flow_recipe in flow_recipes.items()
             if flow_recipe.epochs
-            for epoch in train_flow(model, train_images, flow_recipe, args.seed, name, states)
+            for epoch in train_flow(
+                model, train_images, flow_recipe, args.seed, name, states, train_labels
+            )
         ]
         if args.rollout_epochs:
             rollout_recipe = FLOW_ROLLOUT.with_overrides(epochs=args.rollout_epochs)
             meta["rollout_recipe"] = rollout_recipe.to_dict()
-            train_labels = train.labels[: args.limit_train].to(device)  # read by a class score
             meta["rollout_history"] = train_rollout(
                 model, train_images, rollout_recipe, args.seed, name, train_labels
             )
@@ -302,6 +315,7 @@ def run(args: argparse.Namespace, cell: str) -> int:
         args.dataset,
     )
     sampler_history = [
+        *([meta["kind_probe"]] if "kind_probe" in meta else []),
         *meta.get("latent_history", []),
         *meta.get("flow_history", []),
         *meta.get("rollout_history", []),

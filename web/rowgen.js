@@ -64,8 +64,9 @@ export function clampKnownRows(contract, k) {
 // Drive a stateful program (`file`: step.onnx or sample_step.onnx) row by row: yield
 // [r, row r of the completion] for r = 0..n-1, the state carried explicitly: zero state first;
 // the call that receives row t returns row t+1. Known rows are copied, the rest are the model's
-// own rows fed back. Inputs are `row`, the state, then what `extra(t)` gives (a sample step's
-// noise and temperature); outputs `next_row`, then the state.
+// own rows fed back. Inputs are `row`, the state, then what `extra(t, known)` gives (a sample
+// step's noise and temperature, and whether row t is known where the step takes that); outputs
+// `next_row`, then the state.
 async function* driveRows(ort, bundle, file, session, image, knownRows, extra, onStep) {
   const { inputs, outputs } = bundle.contract[file];
   const n = bundle.contract.image_size;
@@ -77,7 +78,7 @@ async function* driveRows(ort, bundle, file, session, image, knownRows, extra, o
   let row = image.slice(0, n);
   yield [0, row];
   for (let t = 0; t < n - 1; t++) {
-    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t) };
+    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t, t < k) };
     stateIns.forEach((spec, i) => { feeds[spec.name] = state[i]; });
     const start = performance.now();
     const out = await session.run(feeds);
@@ -101,14 +102,21 @@ export function sampleRows(ort, bundle, image, knownRows, { seed, sample = 0, te
   if (!bundle.sampleStep) {
     throw new Error(`${bundle.manifest.name} gives only the mean: its bundle has no ${SAMPLE_STEP}`);
   }
-  const [noiseIn, temperatureIn] = bundle.contract[SAMPLE_STEP].inputs.slice(-2);
+  const { inputs, outputs } = bundle.contract[SAMPLE_STEP];
+  const [noiseIn, temperatureIn] = inputs.slice(-2);
+  // A head that holds a class takes one more input between the state and the noise: 1 where the
+  // row it reads is known, 0 where it was drawn (the class is decided again at each known row).
+  const [knownIn] = inputs.slice(outputs.length, -2);
   const noiseDim = noiseIn.shape[1];
   const steps = bundle.contract.image_size - 1; // one noise slice per row that can be generated
   const noise = sampleNoise(seed, sample, steps, noiseDim);
   const scale = new ort.Tensor(temperatureIn.dtype, Float32Array.of(temperature), dims(temperatureIn.shape, 1));
-  const extra = (t) => ({
+  const extra = (t, known) => ({
     [noiseIn.name]: new ort.Tensor(noiseIn.dtype, noise.slice(t * noiseDim, (t + 1) * noiseDim), dims(noiseIn.shape, 1)),
     [temperatureIn.name]: scale,
+    ...(knownIn && {
+      [knownIn.name]: new ort.Tensor(knownIn.dtype, Float32Array.of(known ? 1 : 0), dims(knownIn.shape, 1)),
+    }),
   });
   return driveRows(ort, bundle, SAMPLE_STEP, bundle.sampleStep, image, knownRows, extra, onStep);
 }

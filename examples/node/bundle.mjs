@@ -73,13 +73,15 @@ function zeros(spec) {
 }
 
 // Complete `image` by calling a stateful program once per row; `spec` is its contract entry
-// (inputs: row, the state, then what `extra(t)` gives; outputs: next_row, then the state):
+// (inputs: row, the state, then what `extra(t, known)` gives, known saying whether row t is a
+// known row; outputs: next_row, then the state):
 //   - the state starts at zeros, meaning "top of the image";
 //   - feed rows 0, 1, ... in turn: the call that receives row t returns row t+1 and the next
 //     state;
 //   - known rows are copied from the image; below them, each returned row is the next input.
 // The state's names and shapes come from the manifest: h and c for an LSTM, h for a GRU or
-// RNN, a 14-row window for the course's window model. Nothing here depends on which.
+// RNN, a 14-row window for the course's window model, and sample_step.onnx's `kind` (the class
+// its draws hold) where it has one. Nothing here depends on which.
 export async function driveRows(session, spec, image, n, k, extra = () => ({})) {
   const [rowOut, ...stateOuts] = spec.outputs; // next_row, then the state after the step
   const [rowIn, ...rest] = spec.inputs; // row, then the state (h, c / h / window), then extras
@@ -89,7 +91,7 @@ export async function driveRows(session, spec, image, n, k, extra = () => ({})) 
   let state = stateIns.map(zeros);
   let row = image.subarray(0, n);
   for (let t = 0; t < n - 1; t++) {
-    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t) };
+    const feeds = { [rowIn.name]: new ort.Tensor(rowIn.dtype, row, dims(rowIn.shape, 1)), ...extra(t, t < k) };
     stateIns.forEach((spec, i) => {
       feeds[spec.name] = state[i];
     });

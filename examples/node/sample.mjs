@@ -61,6 +61,9 @@ await cli(async () => {
   const image = readPng(args.image, n);
   const k = clampKnownRows(bundle.contract, args.knownRows);
   const [noiseIn, temperatureIn] = spec.inputs.slice(-2); // after row and the state
+  // A head that holds a class takes one more input between the state and the noise: 1 where the
+  // row it reads is known, 0 where it was drawn (the class is decided again at each known row).
+  const [knownIn] = spec.inputs.slice(spec.outputs.length, -2);
   const noiseDim = noiseIn.shape[1];
   let noise; // one slice per row that can be generated
   try {
@@ -69,9 +72,12 @@ await cli(async () => {
     throw new UsageError(`--sample ${sample} is past the end of the seed's noise (${err.message}): use a smaller one`);
   }
   const scale = new ort.Tensor(temperatureIn.dtype, Float32Array.of(temperature), dims(temperatureIn.shape, 1));
-  const extra = (t) => ({
+  const extra = (t, known) => ({
     [noiseIn.name]: new ort.Tensor(noiseIn.dtype, noise.slice(t * noiseDim, (t + 1) * noiseDim), dims(noiseIn.shape, 1)),
     [temperatureIn.name]: scale,
+    ...(knownIn && {
+      [knownIn.name]: new ort.Tensor(knownIn.dtype, Float32Array.of(known ? 1 : 0), dims(knownIn.shape, 1)),
+    }),
   });
 
   const session = await ort.InferenceSession.create(bundle.file(SAMPLE_STEP));

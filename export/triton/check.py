@@ -250,5 +250,5 @@ def check_python_model_dir(folder: Path) -> None:
         raise TritonConfigError(f"{path}: bundle {bundle.name!r} serves no model {config.name!r}")
     graph = Graph.load(bundle.file(program), bundle.read(program))
     stateful = program in contract.STATEFUL_PROGRAMS
-    states = [i for i, _ in contract.state_pairs(bundle.config)] if stateful else []
+    states = [i for i, _ in contract.state_pairs(bundle.config, program)] if stateful else []
     _raise(path, config, folder, python_problems(config, graph, states))

@@ -85,7 +85,7 @@ def sequence_config(name: str, program: str, bundle: Bundle, batching: Batching)
     backend requires.
     """
     ins, outs = contract.program_specs(program, bundle.config)
-    pairs = contract.state_pairs(bundle.config)
+    pairs = contract.state_pairs(bundle.config, program)
     held_in, held_out = {i for i, _ in pairs}, {o for _, o in pairs}
     specs = {s.name: s for s in ins}
     request_ins = [s for s in ins if s.name not in held_in]
@@ -117,7 +117,8 @@ def step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig
 
 def sample_step_config(name: str, bundle: Bundle, batching: Batching) -> mc.ModelConfig:
     """`<bundle>_sample_step`: sample_step.onnx like `<bundle>_step`, each request bringing its
-    row's `noise_row` and `temperature` beside `row`."""
+    row's `noise_row` and `temperature` beside `row` (and `row_known`, where the head holds a
+    class: its `kind` is implicit state like `h`)."""
     return sequence_config(name, contract.SAMPLE_STEP_ONNX, bundle, batching)
 
 

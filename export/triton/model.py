@@ -14,7 +14,8 @@ onnxruntime, rowgen's torch-free core); `make triton-serve` starts Triton on the
   instance, so per-instance state is enough.
 
 A request that breaks the contract (NaN or infinite values, pixels outside [0, 1], known_rows
-outside 1..27, noise beyond ±10, a temperature outside 0..2, a sequence with no state) gets
+outside 1..27, noise beyond ±10, a temperature outside 0..2, a row_known neither 0 nor 1, a
+sequence with no state) gets
 INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) naming the tensor; the other requests of its batch
 are served.
 """
@@ -38,6 +39,7 @@ START = pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_START
 END = pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END
 KNOWN_ROWS = contract.complete_inputs()[1].name
 TEMPERATURE = contract.sample_inputs(1)[-1].name
+ROW_KNOWN = contract.ROW_KNOWN
 State = list[np.ndarray]
 
 
@@ -117,6 +119,12 @@ def _problem(arrays: dict[str, np.ndarray], pixels: str, noise: str | None) -> s
         )
     if TEMPERATURE in arrays and _outside(arrays[TEMPERATURE], 0, MAX_TEMPERATURE):
         return f"input {TEMPERATURE!r} must be in 0..{MAX_TEMPERATURE:g} for every image"
+    known = arrays.get(ROW_KNOWN)
+    if known is not None and ((known != 0) & (known != 1)).any():
+        return (
+            f"input {ROW_KNOWN!r} must be 1 (the row sent is a known row) or 0 (a row the model "
+            "drew) for every image"
+        )
     return None
 
 
@@ -140,7 +148,8 @@ class TritonPythonModel:
         if program is None:
             raise RuntimeError(f"bundle {bundle.name!r} serves no model {name!r}")
         ins, outs = contract.program_specs(program, bundle.config)
-        pairs = contract.state_pairs(bundle.config) if program in contract.STATEFUL_PROGRAMS else []
+        stateful = program in contract.STATEFUL_PROGRAMS
+        pairs = contract.state_pairs(bundle.config, program) if stateful else []
         self.state_in, self.state_out = [i for i, _ in pairs], [o for _, o in pairs]
         # The request's tensors: all but the state, which the model keeps (Sequences).
         self.inputs = [s for s in ins if s.name not in self.state_in]
@@ -157,7 +166,7 @@ class TritonPythonModel:
             idle_s = int(batcher["max_sequence_idle_microseconds"]) / 1e6
 
             def zero(batch: int) -> State:
-                return zero_state(bundle.config, batch)
+                return zero_state(bundle.config, batch, program)
 
             self.sequences = Sequences(zero, idle_s)
 

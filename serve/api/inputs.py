@@ -7,7 +7,8 @@ form), in this order, so the same request gets the same answer however it came: 
 among the model's; only then is any data read: as many values as the shape holds (binary:
 exactly its bytes; JSON: numbers for FP32, integers for INT64, never strings, booleans or null),
 all finite. Then the models' own ranges: pixels and rows in [0, 1], known_rows in 1..27, noise
-and noise_row within NOISE_LIMIT, temperature in 0..2; and after inference, outputs that are all
+and noise_row within NOISE_LIMIT, temperature in 0..2, a held class's kind in [0, 1] and row_known
+0 or 1; and after inference, outputs that are all
 finite. Every problem is an InvalidInput (400 over REST, INVALID_ARGUMENT over gRPC) naming the
 tensor and the rule. Used by the models of serve.api.models.
 """
@@ -189,6 +190,24 @@ def check_sampling(noise_name: str, noise: np.ndarray, temperature: np.ndarray) 
         raise InvalidInput(
             f"temperature[{i}] is {float(temperature[i]):g}: each must be in "
             f"0..{MAX_TEMPERATURE:g} (0: deterministic, 1: the model's own distribution)"
+        )
+
+
+def check_held(kind_name: str, kind: np.ndarray, known_name: str, known: np.ndarray) -> None:
+    """sample_step's held class: `kind` holds class probabilities (zeros at the top of the
+    image), each in [0, 1]; `row_known` says whether the row read is known, exactly 0 or 1."""
+    if kind.size and (kind.min() < 0 or kind.max() > 1):
+        raise InvalidInput(
+            f"input {kind_name!r} has values in [{kind.min():.3g}, {kind.max():.3g}]: it is the "
+            f"class vector a previous call returned as {kind_name + '_out'!r} (zeros at the top "
+            "of the image), each value in [0, 1]"
+        )
+    bad = np.flatnonzero((known != 0) & (known != 1))
+    if bad.size:
+        i = int(bad[0])
+        raise InvalidInput(
+            f"{known_name}[{i}] is {float(known[i]):g}: each must be 1 (the row sent is a known "
+            "row) or 0 (it is a row the model drew)"
         )
 
 

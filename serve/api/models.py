@@ -24,6 +24,7 @@ from rowgen import contract
 from rowgen.contract import TensorSpec
 from serve.api.inputs import (
     DATATYPES,
+    check_held,
     check_known_rows,
     check_outputs,
     check_pixels,
@@ -158,11 +159,15 @@ class SampleStepModel(ContractModel):
     program = contract.SAMPLE_STEP_ONNX
 
     async def predict(self, payload: InferRequest, headers: dict | None = None) -> InferResponse:
-        row, *state, noise_row, temperature = self.read(payload)
+        row, *rest = self.read(payload)
+        held = len(self.outputs) - 1  # the state: h[, c][, kind], as many as come back out
+        state, (*known, noise_row, temperature) = rest[:held], rest[held:]
         check_pixels(self.inputs[0].name, row)
         check_sampling(self.inputs[-2].name, noise_row, temperature)
+        if known:  # a head that holds a class: kind is the last of the state
+            check_held(self.inputs[held].name, state[-1], self.inputs[held + 1].name, known[0])
         outputs = await asyncio.to_thread(
-            self.model.sample_step, row, *state, noise_row, temperature
+            self.model.sample_step, row, *state, *known, noise_row, temperature
         )
         return respond(payload, self.name, self.outputs, outputs)
 

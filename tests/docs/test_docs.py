@@ -97,5 +97,9 @@ def test_contract_page_names_every_program_and_tensor() -> None:
     names |= {s.name for s in contract.sample_inputs(4) + contract.complete_outputs()}
     names |= {n.replace("lstm", "<bundle>") for n in contract.serving_names("lstm", sampler)}
     names |= set(contract.metadata_props(sampler))
+    held = ModelConfig("lstm", "stream", 8, 1, "flow", 28, 16, 3, "euler", 10)  # holds a class
+    names |= {
+        s.name for s in contract.sample_step_inputs(held) + contract.sample_step_outputs(held)
+    }
     missing = sorted(n for n in names if f"`{n}`" not in page)
     assert not missing, f"docs/contract.md does not name {missing} (rowgen/contract.py does)"

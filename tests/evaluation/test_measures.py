@@ -135,7 +135,9 @@ def test_teacher_forced_draws_keep_the_prompt_and_start_as_a_completion_does() -
     forced = teacher_forced_sampler(model)(images, 10, 5)
     completed = eager_sampler(model)(images, 10, 5)
     np.testing.assert_array_equal(forced[:, :10], images[:, :10])
-    # Row 10 is drawn from the real rows 0..9 either way, with the same noise: the same draw.
-    np.testing.assert_allclose(forced[:, 10], completed[:, 10], atol=1e-5)
+    # Row 10 is drawn from the real rows 0..9 either way, with the same noise: the same draw (to
+    # float rounding: the two read the rows in other orders, and the tiny head's random class
+    # probe, sharpened by 1 / CLASS_TEMPERATURE, magnifies a rounding difference in the state).
+    np.testing.assert_allclose(forced[:, 10], completed[:, 10], atol=1e-4)
     # Below it, one reads real rows and the other its own draws.
     assert np.abs(forced[:, 11:] - completed[:, 11:]).max() > 1e-3

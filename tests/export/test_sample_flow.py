@@ -54,11 +54,20 @@ def test_flow_config_is_checked_and_its_contract_lists_sample_step() -> None:
     data = contract.as_data(config)
     assert data["noise_dim"] == NOISE
     step_inputs = [i["name"] for i in data[contract.SAMPLE_STEP_ONNX]["inputs"]]
-    assert step_inputs == ["row", "h", "c", "noise_row", "temperature"]
+    step_outputs = [o["name"] for o in data[contract.SAMPLE_STEP_ONNX]["outputs"]]
+    held = ["kind", "row_known"]
+    assert step_inputs == ["row", "h", "c", *held, "noise_row", "temperature"]
+    assert step_outputs == ["next_row", "h_out", "c_out", "kind_out"]
+    assert contract.state_pairs(config, contract.SAMPLE_STEP_ONNX)[-1] == ("kind", "kind_out")
+    classless = tiny_flow_sampler(classes=0).config
+    assert "flow_classes" not in classless.to_dict()  # older flow bundles' manifests, unchanged
+    names = [s.name for s in contract.sample_step_inputs(classless)]
+    assert names == ["row", "h", "c", "noise_row", "temperature"]
     for bad, match in (
         (dict(noise_dim=16), "noise_dim 28"),
         (dict(flow_steps=0), "flow_steps >= 1"),
         (dict(flow_integrator="rk4"), "unknown flow_integrator"),
+        (dict(flow_classes=-1), "flow_classes must be >= 0"),
     ):
         with pytest.raises(ValueError, match=match):
             ModelConfig(**{**config.to_dict(), **bad})
@@ -104,6 +113,37 @@ def test_every_runtime_draws_the_same_sample(tiny_flow_bundles) -> None:
         gaps = parity[entry]["max_abs_diff"]
         assert set(gaps) == {s.name for s in contract.sample_step_outputs(config)}, entry
         assert max(gaps.values()) <= contract.STEP_TOLERANCE, entry
+
+
+def test_a_known_row_decides_the_class_and_a_drawn_row_keeps_it(tiny_flow_bundles) -> None:
+    """sample_step.onnx's `kind`: with row_known 1 it is the probe's reading of the new state
+    (FlowHead.decide), with row_known 0 exactly the kind it was given; and it steers the draw."""
+    _, step = _sessions(tiny_flow_bundles)
+    model = tiny_flow_sampler()
+    config = model.config
+    names = [s.name for s in contract.sample_step_inputs(config)]
+    rng = np.random.default_rng(4)
+    row = rng.random((4, 28), dtype=np.float32)
+    h, c = (rng.standard_normal((4, 1, 8)).astype(np.float32) for _ in range(2))
+    given = np.eye(config.flow_classes, dtype=np.float32)[[0, 1, 2, 0]]
+    noise, one = draw_noise(2, 4, NOISE)[:, 0], np.ones(4, np.float32)
+
+    def run(kind: np.ndarray, known: float) -> list[np.ndarray]:
+        inputs = (row, h, c, kind, np.full(4, known, np.float32), noise, one)
+        return step.run(None, dict(zip(names, inputs, strict=True)))
+
+    drawn = run(given, 0.0)
+    np.testing.assert_array_equal(drawn[-1], given)
+    decided = run(given, 1.0)
+    with torch.no_grad():
+        _, (h_new, _) = model.rnn(torch.from_numpy(row)[:, None], (
+            torch.from_numpy(h).transpose(0, 1), torch.from_numpy(c).transpose(0, 1)
+        ))  # fmt: skip
+        want = model.flow.decide(h_new[0]).numpy()
+    np.testing.assert_allclose(decided[-1], want, atol=contract.STEP_TOLERANCE)
+    assert np.abs(decided[-1] - given).max() > 0.1, "the probe's reading is not the given kind"
+    other = run(np.roll(given, 1, axis=1), 0.0)
+    assert np.abs(other[0] - drawn[0]).max() > 1e-3, "the class held does not steer the draw"
 
 
 def test_the_noise_alone_decides_a_flow_sample(tiny_flow_bundles) -> None:

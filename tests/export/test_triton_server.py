@@ -42,11 +42,12 @@ from rowgen.config import ModelConfig  # noqa: E402
 from rowgen.sampling import draw_noise  # noqa: E402
 from rowgen.stepping import zero_state  # noqa: E402
 from serve.runtime import OrtModel  # noqa: E402
-from tests.conftest import TINY_CONFIGS, TINY_SAMPLER  # noqa: E402
+from tests.conftest import TINY_CONFIGS, TINY_HELD, TINY_SAMPLER  # noqa: E402
 
 STEP = TINY_SAMPLER + contract.STEP_MODEL_SUFFIX
 SAMPLE = TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX
-SAMPLE_STEP = TINY_SAMPLER + contract.SAMPLE_STEP_MODEL_SUFFIX
+SAMPLE_STEP_SUFFIX = contract.SAMPLE_STEP_MODEL_SUFFIX
+SAMPLE_STEP = TINY_SAMPLER + SAMPLE_STEP_SUFFIX
 IMAGE, KNOWN_ROWS = (s.name for s in contract.complete_inputs())
 COMPLETED = contract.complete_outputs()[0].name
 
@@ -71,7 +72,8 @@ def serve(artifacts: Path, root: Path, *flags: str) -> Running:
 
 @pytest.fixture(scope="module")
 def server(tiny_sampler_bundles: Path, tmp_path_factory) -> Iterator[Running]:
-    running = serve(tiny_sampler_bundles, tmp_path_factory.mktemp("triton"), TINY_SAMPLER)
+    root = tmp_path_factory.mktemp("triton")
+    running = serve(tiny_sampler_bundles, root, TINY_SAMPLER, TINY_HELD)
     yield running
     running.stop()
 
@@ -177,9 +179,15 @@ def test_step_sequences_interleaved_and_reused_equal_complete(
         assert diff <= contract.STEP_TOLERANCE, f"sequence {i}: completion differs by {diff:.3g}"
 
 
-def test_a_sample_step_sequence_equals_sample_onnx(server: Running, model: OrtModel) -> None:
-    """`<bundle>_sample_step` through the python backend: row, noise_row and temperature per
-    request, h and c kept by the model per sequence; equal to one sample.onnx call."""
+@pytest.mark.parametrize("bundle", [TINY_SAMPLER, TINY_HELD])
+def test_a_sample_step_sequence_equals_sample_onnx(
+    server: Running, tiny_sampler_bundles: Path, bundle: str
+) -> None:
+    """`<bundle>_sample_step` through the python backend: row, noise_row and temperature (and a
+    held class's row_known) per request, h and c (and kind) kept by the model per sequence;
+    equal to one sample.onnx call."""
+    model = OrtModel(tiny_sampler_bundles / bundle, "cpu")
+    name = bundle + contract.SAMPLE_STEP_MODEL_SUFFIX
     image, known_rows = images(2, seed=6)
     noise = draw_noise(9, 2, model.config.noise_dim)
     temperature = np.array([1.0, 0.5], np.float32)
@@ -188,13 +196,18 @@ def test_a_sample_step_sequence_equals_sample_onnx(server: Running, model: OrtMo
     for i, module in enumerate((httpclient, grpcclient)):
 
         def extra(t: int, i: int = i) -> dict[str, np.ndarray]:
-            return {noise_in: noise[i, t][None], temperature_in: temperature[i : i + 1]}
+            known = {contract.ROW_KNOWN: np.float32([t < known_rows[i]])}
+            return {
+                noise_in: noise[i, t][None],
+                temperature_in: temperature[i : i + 1],
+                **(known if model.config.holds_kind else {}),
+            }
 
         got = drive(
-            server, module, model.config, SAMPLE_STEP, 30 + i, image[i], known_rows[i], extra=extra
+            server, module, model.config, name, 30 + i, image[i], known_rows[i], extra=extra
         )
         diff = float(np.abs(got - expected[i]).max())
-        print(f"{SAMPLE_STEP} through Triton ({module.__name__}) vs sample.onnx: {diff:.2e}")
+        print(f"{name} through Triton ({module.__name__}) vs sample.onnx: {diff:.2e}")
         assert diff <= contract.COMPLETE_TOLERANCE, f"{module.__name__}: differs by {diff:.3g}"
 
 
@@ -251,11 +264,17 @@ def _body(known_rows: list, pixel: float = 0.5, shape: list | None = None) -> di
     }
 
 
-def _sample_step_body(noise: float = 0.0, temperature: float = 1.0) -> dict:
-    """The first request of a `<bundle>_sample_step` sequence, as JSON."""
+def _sample_step_body(
+    noise: float = 0.0, temperature: float = 1.0, row_known: float | None = None
+) -> dict:
+    """The first request of a `<bundle>_sample_step` sequence, as JSON: the tiny cvae sampler's,
+    or with `row_known` the tiny held-class flow head's (its noise_row 28 wide)."""
     config = ModelConfig("lstm", "stream", 8, 1, "cvae", 4)  # the tiny sampler's
     row, *_, noise_row, temp = contract.sample_step_inputs(config)
-    values = {row: [0.5] * 28, noise_row: [noise] * 4, temp: [temperature]}
+    width = config.noise_dim if row_known is None else 28
+    values = {row: [0.5] * 28, noise_row: [noise] * width, temp: [temperature]}
+    if row_known is not None:
+        values[contract.TensorSpec(contract.ROW_KNOWN, "float32", ())] = [row_known]
     inputs = [
         {"name": s.name, "datatype": "FP32", "shape": [1, len(v)], "data": v}
         for s, v in values.items()
@@ -275,6 +294,7 @@ def test_bad_requests_get_4xx_and_spare_their_batch(server: Running) -> None:
         "START": (STEP, {**step, "parameters": {"sequence_id": 77}}),
         "'noise_row'": (SAMPLE_STEP, _sample_step_body(noise=11.0)),
         "'temperature'": (SAMPLE_STEP, _sample_step_body(temperature=2.5)),
+        "'row_known'": (TINY_HELD + SAMPLE_STEP_SUFFIX, _sample_step_body(row_known=0.5)),
     }
     for needle, (name, body) in cases.items():
         code, answer = post(server, name, body)

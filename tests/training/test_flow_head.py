@@ -1,5 +1,5 @@
 """The flow head's maths: its exact divergence, its likelihood bound, its training loss, and the
-images that let it train on its own draws."""
+images that let it train on its own draws, and the class a head holds."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch.func import jacfwd, vmap
 from tests.conftest import tiny_flow_sampler
 from training.flow_bits import flow_bits_per_pixel
 from training.flow_head import FlowHead
-from training.flow_loop import own_draws
+from training.flow_loop import fit_kind_probe, own_draws, train_flow
 from training.latent_loop import frozen_states
 from training.recipe import FLOW, FLOW_OWN
 
@@ -68,7 +68,7 @@ def test_a_still_field_scores_rows_under_the_standard_normal() -> None:
 
 def test_the_loss_falls_when_the_head_learns_one_row() -> None:
     torch.manual_seed(0)
-    head = tiny_flow_sampler().flow.train()
+    head = tiny_flow_sampler(classes=0).flow.train()
     h, above = torch.randn(64, 8), torch.rand(64, 28)
     rows = torch.linspace(0, 1, 28).expand(64, 28)
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
@@ -83,7 +83,7 @@ def test_the_loss_falls_when_the_head_learns_one_row() -> None:
 
 
 def test_own_draws_replace_a_suffix_of_each_image_and_keep_its_top() -> None:
-    model = tiny_flow_sampler()
+    model = tiny_flow_sampler(classes=0)
     images = torch.rand(40, 28, 28)
     states = frozen_states(model, images)
     for rounds in (1, 2):
@@ -104,3 +104,33 @@ def test_a_flow_recipe_refuses_an_unknown_loss_or_negative_rounds_at_once() -> N
         FLOW.with_overrides(weighting="rows")
     with pytest.raises(ValueError, match="own_draws >= 0"):
         FLOW_OWN.with_overrides(own_draws=-1)
+
+
+def test_a_head_that_holds_a_class_learns_it_from_labels_and_decides_it_by_its_probe() -> None:
+    """Two kinds of image that differ from their first row: the kind probe reads the class from
+    the core's state, the head's draws need a class vector, and the class steers them."""
+    model = tiny_flow_sampler(classes=2)
+    labels = torch.arange(60) % 2
+    images = torch.rand(60, 28, 28) * 0.2
+    images[labels == 1, :, :14] += 0.8  # kind 1: a bright left half, every row
+    fitted = fit_kind_probe(model, images, labels, seed=0)
+    assert fitted["kind_probe_accuracy"] > 0.95, fitted
+    head = model.flow
+    states = frozen_states(model, images)  # (N, 27, H)
+    decided = head.decide(states[:, 5])
+    assert torch.equal(decided.argmax(-1), labels)
+    torch.testing.assert_close(decided.sum(-1), torch.ones(60))
+    h, above, noise = states[:4, 5].float(), images[:4, 5], torch.randn(4, 28)
+    one = torch.ones(4, 1)
+    with pytest.raises(ValueError, match="pass `kind`"):
+        head.sample_row(h, above, noise, one)
+    with pytest.raises(ValueError, match="trains on labelled rows"):
+        train_flow(model, images, FLOW.with_overrides(epochs=1, pairs_per_epoch=64), 0, "t")
+    history = train_flow(
+        model, images, FLOW.with_overrides(epochs=1, pairs_per_epoch=512), 0, "t", None, labels
+    )
+    assert history[0]["flow_loss"] > 0
+    eye = torch.eye(2)
+    with torch.no_grad():
+        first, second = (head.sample_row(h, above, noise, one, eye[c].expand(4, 2)) for c in (0, 1))
+    assert (first - second).abs().max() > 1e-3, "the class vector does not reach the draw"

@@ -13,6 +13,7 @@ from training.rollout_loop import (
     class_probs,
     energy_score,
     fit_window_probe,
+    prompt_kind,
     read_states,
     rollout,
     row_draws,
@@ -58,11 +59,17 @@ def test_the_scored_vector_holds_the_rows_and_their_steps_from_the_row_above() -
     torch.testing.assert_close(steps[..., 1:, :], 2.0 * rows.diff(dim=-2))
 
 
-def test_a_rollout_is_the_sampled_completion_given_the_same_noise() -> None:
-    model = tiny_flow_sampler()
+@pytest.mark.parametrize("classes", [0, 3])
+def test_a_rollout_is_the_sampled_completion_given_the_same_noise(classes: int) -> None:
+    """As sample.onnx draws it; a head that holds a class holds the one its prompt decides."""
+    model = tiny_flow_sampler(classes=classes)
     images = torch.rand(3, 28, 28)
     k, window, draws = 9, 6, 2
-    drawn = rollout(model, images[:, :k], window, draws, torch.Generator().manual_seed(5))
+    kind = prompt_kind(model, images[:, :k])
+    assert (kind is None) == (not classes)
+    drawn = rollout(
+        model, images[:, :k], window, draws, torch.Generator().manual_seed(5), None, kind
+    )
     assert drawn.shape == (draws, 3, window, 28)
     # The same noise, in the order rollout takes it: one (draws * B, 28) block per row.
     generator = torch.Generator().manual_seed(5)
@@ -76,7 +83,7 @@ def test_a_rollout_is_the_sampled_completion_given_the_same_noise() -> None:
 
 
 def test_a_nudged_rollout_adds_draw_zero_of_the_prompt_with_its_last_row_moved() -> None:
-    model = tiny_flow_sampler()
+    model = tiny_flow_sampler(classes=0)
     images = torch.rand(3, 28, 28)
     k, window, draws = 9, 6, 2
     nudge = 0.01 * torch.randn(3, 28)
@@ -108,7 +115,7 @@ def test_training_for_steadiness_lowers_the_chain_gain() -> None:
     )  # fmt: skip
     gains = {}
     for steadiness in (0.0, 300.0):
-        model = tiny_flow_sampler(steps=2)
+        model = tiny_flow_sampler(steps=2, classes=0)
         history = train_rollout(
             model, images, recipe.with_overrides(steadiness=steadiness), seed=0, name="tiny"
         )
@@ -118,7 +125,7 @@ def test_training_for_steadiness_lowers_the_chain_gain() -> None:
 
 
 def test_the_score_reaches_rows_drawn_before_through_the_rows_fed_back() -> None:
-    model = tiny_flow_sampler()
+    model = tiny_flow_sampler(classes=0)
     fed: list[torch.Tensor] = []
 
     def keep(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
@@ -135,7 +142,7 @@ def test_the_score_reaches_rows_drawn_before_through_the_rows_fed_back() -> None
 
 
 def test_one_row_draws_are_sampled_rows_given_the_real_rows_above() -> None:
-    model = tiny_flow_sampler()
+    model = tiny_flow_sampler(classes=0)
     images = torch.rand(3, 28, 28)
     k, window, draws = 9, 4, 2
     with torch.no_grad():
@@ -175,7 +182,7 @@ def test_training_with_the_one_row_score_lowers_it() -> None:
     )  # fmt: skip
     scores = {}
     for weight in (0.0, 30.0):
-        model = tiny_flow_sampler(steps=2)
+        model = tiny_flow_sampler(steps=2, classes=0)
         torch.manual_seed(0)
         history = train_rollout(model, images, recipe.with_overrides(rows=weight), 0, "tiny")
         assert ("row_score" in history[0]) == bool(weight)
@@ -184,8 +191,12 @@ def test_training_with_the_one_row_score_lowers_it() -> None:
     assert scores[30.0] < 0.9 * scores[0.0], scores
 
 
-def test_training_on_rollouts_lowers_the_energy_score() -> None:
-    model = tiny_flow_sampler(steps=2)
+@pytest.mark.parametrize("classes", [0, 2])
+def test_training_on_rollouts_lowers_the_energy_score(classes: int) -> None:
+    """Also for a head that holds a class: it draws with the one its prompt decides, and its
+    flow loss reads the labels (needed: refused without them)."""
+    model = tiny_flow_sampler(steps=2, classes=classes)
+    labels = torch.tensor([0, 1]) if classes else None
     # A world of two images, a dark top over a left half and a light top over a right half:
     # each prompt has one right completion, and the score's least value is 0.
     images = torch.zeros(2, 28, 28)
@@ -195,15 +206,21 @@ def test_training_on_rollouts_lowers_the_energy_score() -> None:
 
     def score() -> float:
         with torch.no_grad():
-            drawn = rollout(model, images[:, :14], 6, 16, torch.Generator().manual_seed(2))
+            kind = prompt_kind(model, images[:, :14])
+            drawn = rollout(
+                model, images[:, :14], 6, 16, torch.Generator().manual_seed(2), None, kind
+            )
         return float(energy_score(drawn.flatten(-2), images[:, 14:20].flatten(-2))[0].mean())
 
     recipe = FLOW_ROLLOUT.with_overrides(
         epochs=80, prompts=2, prompts_per_epoch=2, window=6, known_rows=(14, 14), lr=1e-2,
-        flow_weight=0.0, rows=0.0,
+        flow_weight=0.1 if classes else 0.0, rows=0.0,
     )  # fmt: skip
     before = score()
-    history = train_rollout(model, images, recipe, seed=0, name="tiny")
+    if classes:
+        with pytest.raises(ValueError, match="trains on labelled rows"):
+            train_rollout(model, images, recipe, seed=0, name="tiny")
+    history = train_rollout(model, images, recipe, seed=0, name="tiny", labels=labels)
     assert len(history) == 80 and {"energy_score", "fit", "spread"} <= set(history[0])
     assert score() < 0.1 * before, (before, score())
     assert all(p.requires_grad for p in model.rnn.parameters())  # unfrozen again
@@ -259,14 +276,21 @@ def test_the_state_and_class_scores_need_what_they_read_and_move_the_head() -> N
         flow_weight=0.0, rows=0.0,
     )  # fmt: skip
     with pytest.raises(ValueError, match="pass the training images' labels"):
-        train_rollout(tiny_flow_sampler(), images, recipe.with_overrides(classes=1.0), 0, "tiny")
+        train_rollout(
+            tiny_flow_sampler(classes=0), images, recipe.with_overrides(classes=1.0), 0, "tiny"
+        )
     with pytest.raises(ValueError, match="one per image"):
         train_rollout(
-            tiny_flow_sampler(), images, recipe.with_overrides(classes=1.0), 0, "t", labels[:3]
+            tiny_flow_sampler(classes=0),
+            images,
+            recipe.with_overrides(classes=1.0),
+            0,
+            "t",
+            labels[:3],
         )
 
     def trained(**weights: float) -> tuple[list[dict], torch.Tensor]:
-        model = tiny_flow_sampler(steps=2)
+        model = tiny_flow_sampler(steps=2, classes=0)
         torch.manual_seed(0)
         history = train_rollout(model, images, recipe.with_overrides(**weights), 0, "t", labels)
         return history, torch.cat([p.detach().flatten() for p in model.flow.parameters()])
