@@ -122,6 +122,9 @@ class Judge:
         for name, embed in self.others.items():
             stats = feature_stats(embed(completed))
             result[f"frechet_{name}"] = frechet_distance(*stats, *self.real_others[name])
+            if hasattr(embed, "classify"):  # a second classifier: its own class agreement
+                agree = embed.classify(completed) == labels
+                result[f"class_agreement_{name}"] = float(np.mean(agree))
         return result
 
 
@@ -236,6 +239,11 @@ def sampling_report(
                     "sharpness": 1.0,
                     "row_to_row": 1.0,
                     **{f"frechet_{name}": 0.0 for name in judge.others},
+                    **{
+                        f"class_agreement_{name}": float(np.mean(embed.classify(images) == labels))
+                        for name, embed in judge.others.items()
+                        if hasattr(embed, "classify")
+                    },
                     "diversity": None,
                 }
             ),
@@ -300,7 +308,16 @@ def markdown(report: dict) -> str:
         for key in first
         if key.startswith("frechet_") and key.endswith(suffix) and key != "frechet" + suffix
     ]
-    keys = ("frechet", *others, "class_agreement", "diversity", "sharpness", "row_to_row")
+    agreements = [
+        key.removesuffix(suffix)
+        for key in first
+        if key.startswith("class_agreement_")
+        and key.endswith(suffix)
+        and key != "class_agreement" + suffix
+    ]
+    keys = (
+        "frechet", *others, "class_agreement", *agreements, "diversity", "sharpness", "row_to_row"
+    )  # fmt: skip
     heads = {
         "frechet": "Fréchet CNN",
         "class_agreement": "class agreement",
@@ -308,6 +325,9 @@ def markdown(report: dict) -> str:
         "sharpness": "sharpness / real",
         "row_to_row": "row-to-row / real",
     } | {key: "Fréchet " + key.removeprefix("frechet_").upper() for key in others}
+    heads |= {
+        key: "class agreement " + key.removeprefix("class_agreement_").upper() for key in agreements
+    }
     table = markdown_table(
         ["method", "kind", *(f"{heads[key]} k={k}" for key in keys for k in ks)],
         [
@@ -334,7 +354,8 @@ def markdown(report: dict) -> str:
         "Fréchet distance of its features to the real test images' (lower is better; beside it "
         "the same distance under raw-pixel PCA features and under a second, fully connected "
         "network: evaluation.second_features), the fraction of completions in the original's "
-        "class, the mean absolute pixel difference between "
+        "class (beside it, as that second network classifies them: a reader the sampler was "
+        "never chosen by), the mean absolute pixel difference between "
         f"{SAMPLES} samples of one prompt ({report['diversity_prompts']} prompts), and the mean "
         "|difference| of neighbouring generated pixels over the real images' (sharpness; 1 is "
         "real) and its vertical half alone, each generated row against the row above it "
