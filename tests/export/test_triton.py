@@ -39,7 +39,7 @@ from rowgen import contract
 from rowgen.bundle import find_bundles, open_bundle
 from rowgen.config import ModelConfig
 from rowgen.sampling import draw_noise
-from tests.conftest import TINY_CONFIGS, TINY_SAMPLER
+from tests.conftest import TINY_CONFIGS, TINY_HELD, TINY_SAMPLER
 
 ONNX_DTYPES = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT64: mc.TYPE_INT64}
 
@@ -254,22 +254,30 @@ def test_step_model_with_implicit_state_reproduces_the_complete_model(repo: Path
         assert diff <= contract.COMPLETE_TOLERANCE, f"{name}: completed differs by {diff:.3g}"
 
 
+@pytest.mark.parametrize("sampler", [TINY_SAMPLER, TINY_HELD])
 def test_sample_step_model_with_implicit_state_reproduces_sample_onnx(
-    tiny_sampler_bundles: Path, tmp_path: Path
+    tiny_sampler_bundles: Path, tmp_path: Path, sampler: str
 ) -> None:
-    """`<bundle>_sample_step`: row, noise_row and temperature per request, h/c as Triton's
-    implicit state; one sequence per image equals sample.onnx on the same noise."""
+    """`<bundle>_sample_step`: row, noise_row and temperature (and a held class's row_known) per
+    request, h/c (and kind) as Triton's implicit state; one sequence per image equals sample.onnx
+    on the same noise."""
     out = tmp_path / "triton"
-    assert main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out), TINY_SAMPLER]) == 0
-    bundle = open_bundle(tiny_sampler_bundles / TINY_SAMPLER)
-    name = TINY_SAMPLER + contract.SAMPLE_STEP_MODEL_SUFFIX
+    assert main(["--artifacts", str(tiny_sampler_bundles), "--out", str(out), sampler]) == 0
+    bundle = open_bundle(tiny_sampler_bundles / sampler)
+    held = bundle.config.holds_kind
+    name = sampler + contract.SAMPLE_STEP_MODEL_SUFFIX
     config = _parse(out / name / repository.CONFIG)
     ins = contract.sample_step_inputs(bundle.config)
-    assert [i.name for i in config.input] == [ins[0].name, *(s.name for s in ins[-2:])]
-    temperature_in = config.input[2]
+    flag = [contract.ROW_KNOWN] if held else []
+    assert [i.name for i in config.input] == [ins[0].name, *flag, *(s.name for s in ins[-2:])]
+    temperature_in = config.input[-1]
     assert list(temperature_in.dims) == [1] and not temperature_in.reshape.shape  # [B, 1] -> [B]
     pairs = [(s.input_name, s.output_name) for s in config.sequence_batching.state]
-    assert pairs == contract.state_pairs(bundle.config) == [("h", "h_out"), ("c", "c_out")]
+    kind = [(contract.KIND, contract.KIND + "_out")] if held else []
+    program = contract.SAMPLE_STEP_ONNX
+    assert pairs == contract.state_pairs(bundle.config, program) == [
+        ("h", "h_out"), ("c", "c_out"), *kind
+    ]  # fmt: skip
     python = _parse(out.with_name("triton-python") / name / repository.CONFIG)
     assert python == configs.python_variant(config)
 
@@ -278,13 +286,13 @@ def test_sample_step_model_with_implicit_state_reproduces_sample_onnx(
     known = np.array([1, 9, 20], np.int64)
     noise = draw_noise(3, 3, bundle.config.noise_dim)
     temperature = np.array([1.0, 0.5, 2.0], np.float32)
-    whole = _session(out / (TINY_SAMPLER + contract.SAMPLE_MODEL_SUFFIX) / "1" / "model.onnx")
+    whole = _session(out / (sampler + contract.SAMPLE_MODEL_SUFFIX) / "1" / "model.onnx")
     names = [s.name for s in contract.sample_inputs(bundle.config.noise_dim)]
     values = (images, known, noise, temperature)
     (expected,) = whole.run(None, dict(zip(names, values, strict=True)))
     step = _session(out / name / "1" / "model.onnx")
     seq = config.sequence_batching
-    row_in, noise_in, temperature_in = (i.name for i in config.input)
+    row_in, *_, noise_in, temperature_in = (i.name for i in config.input)
     row_out = config.output[0].name
     for b in range(3):  # what Triton does for one sequence, zero state from initial_state
         state = {
@@ -294,6 +302,8 @@ def test_sample_step_model_with_implicit_state_reproduces_sample_onnx(
         for t in range(contract.IMAGE_SIZE - 1):
             feeds = {row_in: rows[-1][None], noise_in: noise[b, t][None],
                      temperature_in: temperature[b : b + 1], **state}  # fmt: skip
+            if held:  # 1 while the sequence sends the prompt's rows
+                feeds[contract.ROW_KNOWN] = np.float32([t < known[b]])
             wanted = [row_out, *(s.output_name for s in seq.state)]
             got = dict(zip(wanted, step.run(wanted, feeds), strict=True))
             state = {s.input_name: got[s.output_name] for s in seq.state}
