@@ -70,10 +70,31 @@ def write_onnx(
                 dim.dim_param = want
             else:
                 dim.dim_value = want
+    shorten_value_names(model.graph)
     onnx.helper.set_model_props(model, contract.metadata_props(config))
     model.doc_string = contract.doc_string(path.name, config, inputs, outputs)
     onnx.save_model(model, str(path), save_as_external_data=False)
     check_onnx(path, inputs, outputs, config)
+
+
+def shorten_value_names(graph: onnx.GraphProto) -> None:
+    """Rename the intermediate values `v0`, `v1`, ... in the order nodes make them.
+
+    The exporter names each after its node's module path ("/row_in/MatMul_27_output_0"),
+    and every name is stored again at each reader: in the unrolled sample.onnx that was 370 kB of
+    its 2.1 MB. The nodes keep their names, so a viewer still shows which layer each one is; the
+    contract's inputs and outputs and the initializers keep theirs.
+    """
+    kept = {v.name for v in (*graph.input, *graph.output)} | {t.name for t in graph.initializer}
+    short: dict[str, str] = {}
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = short.get(name, name)
+        for i, name in enumerate(node.output):
+            if name and name not in kept:
+                short[name] = node.output[i] = f"v{len(short)}"
+    for info in graph.value_info:
+        info.name = short.get(info.name, info.name)
 
 
 def check_onnx(

@@ -163,3 +163,18 @@ def test_no_control_flow_and_no_random_ops_in_the_sample_programs(tiny_flow_bund
     for name in (contract.SAMPLE_ONNX, contract.SAMPLE_STEP_ONNX):
         ops = {n.op_type for n in onnx.load(str(tiny_flow_bundles / TINY_FLOW / name)).graph.node}
         assert not ops & {"Loop", "Scan", "If", "RandomNormal", "RandomNormalLike"}, name
+
+
+def test_intermediate_values_have_short_names_and_nodes_keep_theirs(tiny_flow_bundles) -> None:
+    """export.writers.shorten_value_names: the contract's tensors and the initializers keep their
+    names, every other value is `v<n>`, and the nodes still say which layer they are."""
+    graph = onnx.load(str(tiny_flow_bundles / TINY_FLOW / contract.SAMPLE_ONNX)).graph
+    config = tiny_flow_sampler().config
+    ins, outs = contract.program_specs(contract.SAMPLE_ONNX, config)
+    assert [v.name for v in graph.input] == [s.name for s in ins]
+    assert [v.name for v in graph.output] == [s.name for s in outs]
+    kept = {s.name for s in ins + outs} | {t.name for t in graph.initializer}
+    made = [name for node in graph.node for name in node.output if name not in kept]
+    assert made and all(name.startswith("v") and name[1:].isdigit() for name in made)
+    assert len(set(made)) == len(made)
+    assert any(node.name.startswith("/row_in/") for node in graph.node)  # the layer it is
