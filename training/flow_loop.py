@@ -29,8 +29,8 @@ from training.model import RowGenerator
 from training.recipe import FlowRecipe
 
 # The kind probe reads the core's state after 4..27 rows (the prompts the rollout stage trains
-# on and the evaluation judges start at 4) of this many training images: 6,000 read the class
-# as well as 12,000 did (docs/sampling.md).
+# on and the evaluation judges start at 4) of this many training images, as in the prototypes
+# that chose the design (docs/sampling.md): the probe has 2,570 weights and sees 144,000 states.
 KIND_PROBE_IMAGES = 6000
 KIND_PROBE_FIRST_DEPTH = 4
 
@@ -51,6 +51,15 @@ def fit_kind_probe(
     model.flow.probe.load_state_dict(probe.state_dict())
     accuracy = float((probe.predict(states.flatten(0, 1)) == read).float().mean())
     return {"kind_probe_accuracy": accuracy, "seconds": time.perf_counter() - start}
+
+
+def require_labels(model: RowGenerator, images: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """A head with classes trains on labelled rows: ValueError unless one label per image."""
+    if model.flow.classes and (labels is None or len(labels) != len(images)):
+        raise ValueError(
+            f"a flow head with {model.flow.classes} classes trains on labelled rows: pass the "
+            "training images' labels, one per image"
+        )
 
 
 def one_hot(labels: torch.Tensor, classes: int) -> torch.Tensor:
@@ -151,11 +160,7 @@ def train_flow(
     states: the frozen core's (N, 27, H) states of train_images, when already computed; labels
     (N,): their classes, which a head with classes needs.
     """
-    if model.flow.classes and (labels is None or len(labels) != len(train_images)):
-        raise ValueError(
-            f"a flow head with {model.flow.classes} classes trains on labelled rows: pass the "
-            "training images' labels, one per image"
-        )
+    require_labels(model, train_images, labels)
     labels = labels if model.flow.classes else None
     prepare_start = time.perf_counter()
     model.rnn.requires_grad_(False)

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from rowgen import contract
 from training.class_probe import ClassProbe, fit_class_probe
 from training.flow_head import CLASS_TEMPERATURE, FlowHead
-from training.flow_loop import one_hot
+from training.flow_loop import one_hot, require_labels
 from training.latent_loop import frozen_states
 from training.model import RowGenerator, State
 from training.recipe import RolloutRecipe
@@ -313,11 +313,7 @@ def train_rollout(
     """Train model.flow on its own completions for recipe.epochs with the core and the mean
     head frozen; returns the per-epoch history. A recipe with a class score, and a head with
     classes, need the images' `labels`."""
-    if model.flow.classes and (labels is None or len(labels) != len(train_images)):
-        raise ValueError(
-            f"a flow head with {model.flow.classes} classes trains on labelled rows: pass the "
-            "training images' labels, one per image"
-        )
+    require_labels(model, train_images, labels)
     probe = None
     if recipe.classes:
         if labels is None or len(labels) != len(train_images):

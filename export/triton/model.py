@@ -15,9 +15,8 @@ onnxruntime, rowgen's torch-free core); `make triton-serve` starts Triton on the
 
 A request that breaks the contract (NaN or infinite values, pixels outside [0, 1], known_rows
 outside 1..27, noise beyond ±10, a temperature outside 0..2, a row_known neither 0 nor 1, a
-sequence with no state) gets
-INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) naming the tensor; the other requests of its batch
-are served.
+sequence with no state) gets INVALID_ARG (HTTP 400, gRPC INVALID_ARGUMENT) naming the tensor;
+the other requests of its batch are served.
 """
 
 from __future__ import annotations
